@@ -1,0 +1,1 @@
+"""Deep Q-networks built on approximators/ and envs/."""

@@ -1,0 +1,54 @@
+"""Finite MDPs with exact answers, and their gymnasium ids under the `qapprox/` namespace.
+
+Importing this package registers:
+    qapprox/RandomWalk-v0        S&B random walk, kwarg n_states (default 19)
+    qapprox/RandomWalk1000-v0    the 1000-state random walk of chapter 9
+    qapprox/Quiz9-v0             the three-state MDP of Quiz 9
+Each exposes its exact model as `env.unwrapped.mdp` (a FiniteMDP).
+"""
+
+from __future__ import annotations
+
+import re
+
+import gymnasium as gym
+
+from envs.finite import FiniteMDP, FiniteMDPEnv
+from envs.quiz import quiz9_mdp
+from envs.random_walk import random_walk, random_walk_1000
+from envs.wrappers import OneHotObservation
+
+__all__ = ["FiniteMDP", "FiniteMDPEnv", "OneHotObservation", "make_mdp", "quiz9_mdp", "random_walk", "random_walk_1000", "MDP_NAMES"]
+
+MDP_NAMES = ("random-walk-N (e.g. random-walk-5, random-walk-19)", "random-walk-1000", "quiz9")
+
+
+def make_mdp(name: str) -> FiniteMDP:
+    """A FiniteMDP by short name: 'random-walk-N', 'random-walk-1000' (jumps 1..100) or 'quiz9'."""
+    if name == "quiz9":
+        return quiz9_mdp()
+    if name == "random-walk-1000":
+        return random_walk_1000()
+    match = re.fullmatch(r"random-walk-(\d+)", name)
+    if match and int(match.group(1)) >= 1:
+        return random_walk(int(match.group(1)))
+    raise ValueError(f"unknown env {name!r}; allowed: {', '.join(MDP_NAMES)}")
+
+
+def _make_env(mdp_factory, **kwargs) -> FiniteMDPEnv:
+    render_mode = kwargs.pop("render_mode", None)
+    return FiniteMDPEnv(mdp_factory(**kwargs), render_mode=render_mode)
+
+
+def _register() -> None:
+    entries = {
+        "qapprox/RandomWalk-v0": random_walk,
+        "qapprox/RandomWalk1000-v0": random_walk_1000,
+        "qapprox/Quiz9-v0": quiz9_mdp,
+    }
+    for env_id, factory in entries.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=_make_env, kwargs={"mdp_factory": factory})
+
+
+_register()

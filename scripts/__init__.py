@@ -1,0 +1,1 @@
+"""qapprox command-line fronts: run as `python -m scripts.NAME`."""
