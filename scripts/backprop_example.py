@@ -1,0 +1,115 @@
+"""The lecture's worked example: forward propagation and backpropagation through a 2-2-1 network.
+
+    u_h = f(z_h^(1)),  z_h^(1) = w_0h^(1) + w_1h^(1) x_1 + w_2h^(1) x_2,   h = 1, 2
+    ŷ   = f(z^(2)),    z^(2)   = w_0^(2) + w_1^(2) u_1 + w_2^(2) u_2
+    L   = (ŷ − y)²,    ε^(2) = 2(ŷ − y),   ε_h^(1) = ε^(2) f'(z^(2)) w_h^(2)
+    ∂L/∂w_h^(2) = ε^(2) f'(z^(2)) u_h,     ∂L/∂w_jh^(1) = ε_h^(1) f'(z_h^(1)) x_j   (x_0 = u_0 = 1)
+    one SGD step: w := w − α ∇L
+
+    python -m scripts.backprop_example
+    python -m scripts.backprop_example --weights 0.5 1 -0.5 -1 0.5 1 0.5 1 -0.5 --x1 1 --x2 2 --y 1 --alpha 0.1 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from functools import partial
+
+import numpy as np
+
+from approximators import losses
+from approximators.mlp import HIDDEN_ACTIVATIONS, MLP
+from approximators.optim import GDConfig, gradient_descent
+from scripts._cli import run
+
+WEIGHT_NAMES = ("w_01^(1)", "w_11^(1)", "w_21^(1)", "w_02^(1)", "w_12^(1)", "w_22^(1)", "w_0^(2)", "w_1^(2)", "w_2^(2)")
+# Both hidden units and the output active (z > 0) at the default x = (1, 2): see tests/test_backprop_example.py
+DEFAULT_WEIGHTS = (0.5, 1.0, -0.5, -1.0, 0.5, 1.0, 0.5, 1.0, -0.5)
+
+
+def worked_example(
+    w: tuple[float, ...] = DEFAULT_WEIGHTS,
+    x1: float = 1.0,
+    x2: float = 2.0,
+    y: float = 1.0,
+    alpha: float = 0.1,
+    activation: str = "relu",
+) -> dict:
+    """Every number of the lecture's example, the weights in the lecture's order (WEIGHT_NAMES)."""
+    net = MLP(n_inputs=2, hidden=(2,), n_outputs=1, hidden_activation=activation, output_activation=activation)
+    w = np.asarray(w, dtype=np.float64)
+    W = net.unflatten(w)
+    x, target = np.array([[x1, x2]]), np.array([[y]])
+    forward = net.forward(W, x)
+    loss_value, eps2 = losses.loss("squared_error", forward.y_hat, target)  # L = (ŷ − y)², ε^(2) = 2(ŷ − y)
+    backward = net.backward(W, forward, eps2)
+    one_sgd_step = GDConfig(alpha=alpha, batch_size=1, epochs=1, shuffle=False)
+    objective = partial(net.cost_and_gradient, loss="squared_error")
+    w_after = gradient_descent(objective, w, x, target, one_sgd_step).w[-1]  # w := w − α ∇L
+    return {
+        "activation": activation,
+        "x": [x1, x2],
+        "y": y,
+        "alpha": alpha,
+        "z1": forward.z[0][0].tolist(),
+        "u": forward.u[0][0].tolist(),
+        "z2": float(forward.z[1][0, 0]),
+        "y_hat": float(forward.y_hat[0, 0]),
+        "loss": float(loss_value[0]),
+        "eps2": float(backward.eps[1][0, 0]),
+        "eps1": backward.eps[0][0].tolist(),
+        "weight_names": list(WEIGHT_NAMES),
+        "weights": w.tolist(),
+        "grad": net.flatten(backward.grads).tolist(),
+        "weights_after": w_after.tolist(),
+    }
+
+
+def report(r: dict) -> str:
+    """The example as the lecture writes it, one number a line."""
+    f = r["activation"]
+    lines = [
+        f"2-2-1 network, f = {f} in the hidden and output units, L = (ŷ − y)²",
+        f"x = ({r['x'][0]:.10g}, {r['x'][1]:.10g}), y = {r['y']:.10g}, α = {r['alpha']:.10g}",
+        "",
+        "forward propagation",
+        f"  z_1^(1) = w_01^(1) + w_11^(1) x_1 + w_21^(1) x_2 = {r['z1'][0]:.10g}",
+        f"  z_2^(1) = w_02^(1) + w_12^(1) x_1 + w_22^(1) x_2 = {r['z1'][1]:.10g}",
+        f"  u_1     = f(z_1^(1))                            = {r['u'][0]:.10g}",
+        f"  u_2     = f(z_2^(1))                            = {r['u'][1]:.10g}",
+        f"  z^(2)   = w_0^(2) + w_1^(2) u_1 + w_2^(2) u_2   = {r['z2']:.10g}",
+        f"  ŷ       = f(z^(2))                              = {r['y_hat']:.10g}",
+        f"  L       = (ŷ − y)²                              = {r['loss']:.10g}",
+        "",
+        "backpropagation",
+        f"  ε^(2)   = ∂L/∂ŷ   = 2(ŷ − y)                 = {r['eps2']:.10g}",
+        f"  ε_1^(1) = ∂L/∂u_1 = ε^(2) f'(z^(2)) w_1^(2)  = {r['eps1'][0]:.10g}",
+        f"  ε_2^(1) = ∂L/∂u_2 = ε^(2) f'(z^(2)) w_2^(2)  = {r['eps1'][1]:.10g}",
+        "",
+        f"{'':2}{'weight':<10}{'w':>14}{'∂L/∂w':>14}{'w − α ∂L/∂w':>16}",
+    ]
+    for name, w, g, w_after in zip(r["weight_names"], r["weights"], r["grad"], r["weights_after"]):
+        lines.append(f"  {name:<10}{w:>14.10g}{g:>14.10g}{w_after:>16.10g}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--weights", type=float, nargs=9, default=DEFAULT_WEIGHTS, metavar="W",
+                        help="the nine weights in the lecture's order: " + " ".join(WEIGHT_NAMES))
+    parser.add_argument("--x1", type=float, default=1.0, help="input x_1")
+    parser.add_argument("--x2", type=float, default=2.0, help="input x_2")
+    parser.add_argument("--y", type=float, default=1.0, help="observed output y")
+    parser.add_argument("--alpha", type=float, default=0.1, help="learning rate α of the SGD step")
+    parser.add_argument("--activation", default="relu", choices=HIDDEN_ACTIVATIONS,
+                        help="f in every unit (the lecture's: relu)")
+    parser.add_argument("--json", action="store_true", help="print the numbers as one JSON object")
+    args = parser.parse_args(argv)
+    result = worked_example(tuple(args.weights), args.x1, args.x2, args.y, args.alpha, args.activation)
+    print(json.dumps(result) if args.json else report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
