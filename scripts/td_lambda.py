@@ -1,0 +1,148 @@
+"""TD(λ) prediction on a finite MDP, scored like S&B Figure 12.3: RMS error against the DP-exact v_π.
+
+    python -m scripts.td_lambda --env random-walk-19 --trace accumulating --lam 0.8 --alpha 0.4 \\
+        --episodes 10 --runs 100 --seed 0 --json
+    python -m scripts.td_lambda --sweep --trace true-online        # all λ × α in one batch, and a PNG
+
+Weights start at 0, episodes follow the uniform random policy, γ is the environment's (1 for the
+random walks). After each episode the RMS error over the non-terminal states is logged to
+TensorBoard (tag `rms_error`, mean over runs); `rms_error` in the JSON is that error averaged over
+the episodes and the runs. Every run sees its own episodes; in a sweep every (λ, α) sees the same ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+from approximators.features import state_features
+from approximators.linear import check_positive, check_unit_interval, rms_error
+from approximators.traces import METHODS, EpisodeBatch, check_trace, td_lambda
+from envs import make_mdp
+from scripts._cli import run, run_dir, set_threads
+
+LAMS = (0.0, 0.4, 0.8, 0.9, 0.95, 0.975, 0.99, 1.0)
+ALPHAS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env", default="random-walk-19", help="random-walk-N, random-walk-1000 or quiz9")
+    parser.add_argument("--trace", default="accumulating",
+                        help="accumulating | replacing | dutch | true-online | offline-lambda-return")
+    parser.add_argument("--offline", action="store_true",
+                        help="offline TD(λ): sum each episode's increments, apply them at its end")
+    parser.add_argument("--lam", type=float, default=0.8, help="trace decay λ ∈ [0, 1]")
+    parser.add_argument("--alpha", type=float, default=0.4, help="step size α > 0")
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sweep", action="store_true", help="every λ in --lams with every α in --alphas")
+    parser.add_argument("--lams", type=float, nargs="+", default=list(LAMS))
+    parser.add_argument("--alphas", type=float, nargs="+", default=list(ALPHAS))
+    parser.add_argument("--png", default=None, help="sweep figure (default: sweep.png in the run directory)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--logdir", default="runs", help="TensorBoard root directory")
+    parser.add_argument("--threads", type=int, default=1)
+    return parser.parse_args(argv)
+
+
+def finite_or_none(values: np.ndarray) -> list:
+    """JSON has no inf/nan: diverged entries become null."""
+    return [finite_or_none(v) if np.ndim(v) else (float(v) if np.isfinite(v) else None) for v in values]
+
+
+def sweep_figure(lams, alphas, rms: np.ndarray, title: str):
+    """RMS error against α, a line per λ, y clipped to [0.25, 0.55] like S&B Figure 12.3."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    for lam, row in zip(lams, rms):
+        ax.plot(alphas, np.where(np.isfinite(row), row, np.nan), marker=".", label=f"λ={lam:g}")
+    ax.set(xlabel="α", ylabel="RMS error, averaged over states, episodes and runs", title=title,
+           ylim=(0.25, 0.55), xlim=(0, max(alphas)))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.episodes < 1 or args.runs < 1:
+        raise ValueError(f"episodes={args.episodes} and runs={args.runs} must be ≥ 1")
+    mdp = make_mdp(args.env)
+    check_trace(args.trace, METHODS)
+    lams, alphas = (args.lams, args.alphas) if args.sweep else ([args.lam], [args.alpha])
+    lam_grid, alpha_grid = (g.ravel() for g in np.meshgrid(check_unit_interval("lam", lams),
+                                                           check_positive("alpha", alphas), indexing="ij"))
+    X = state_features(mdp)
+    v_pi, _ = mdp.evaluate(mdp.uniform_policy())
+    batch = EpisodeBatch.sample(mdp, mdp.uniform_policy(), args.runs, args.episodes, np.random.default_rng(args.seed))
+
+    start = time.perf_counter()
+
+    def progress(e: int, w: np.ndarray) -> None:
+        if args.sweep:
+            print(f"episode {e + 1}/{args.episodes}: {len(lam_grid)} (λ, α) × {args.runs} runs, "
+                  f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
+
+    w = td_lambda(batch, X, trace=args.trace, alpha=alpha_grid, lam=lam_grid, offline=args.offline, on_episode=progress)
+    seconds = time.perf_counter() - start
+    rms = rms_error(w, X, v_pi, mdp.nonterminal)              # (episodes, configs, runs)
+    per_episode = rms.mean(axis=2)                            # mean over runs
+    average = per_episode.mean(axis=0).reshape(len(lams), len(alphas))
+    name = f"{args.trace}{'-offline' if args.offline else ''}"
+
+    threads = set_threads(args.threads)                       # torch is used only for TensorBoard here
+    if not args.json:
+        print(f"threads: {threads}")
+    from torch.utils.tensorboard import SummaryWriter
+
+    log_dir = run_dir(args.logdir, args.env, f"td_lambda-{name}{'-sweep' if args.sweep else ''}", args.seed)
+    with SummaryWriter(log_dir) as writer:
+        if args.sweep:
+            title = f"{name} TD(λ), {args.env}: {args.runs} runs × {args.episodes} episodes"
+            fig = sweep_figure(lams, alphas, average, title)
+            png = args.png or str(log_dir / "sweep.png")
+            fig.savefig(png, dpi=120)
+            writer.add_figure("sweep", fig)
+            header = "| λ \\ α | " + " | ".join(f"{a:g}" for a in alphas) + " |\n|" + "---|" * (len(alphas) + 1)
+            rows = ["| " + f"{lam:g} | " + " | ".join(f"{r:.3f}" for r in row) + " |" for lam, row in zip(lams, average)]
+            writer.add_text("sweep/rms_error", "\n".join([header, *rows]))
+        else:
+            for e, value in enumerate(per_episode[:, 0]):
+                writer.add_scalar("rms_error", value, e + 1)
+
+    common = {"env": args.env, "trace": args.trace, "offline": args.offline, "gamma": mdp.gamma,
+              "episodes": args.episodes, "runs": args.runs, "seed": args.seed, "seconds": round(seconds, 3)}
+    if args.json:
+        if args.sweep:
+            print(json.dumps({**common, "lams": lams, "alphas": alphas, "rms_error": finite_or_none(average)}))
+        else:
+            print(json.dumps({**common, "lam": args.lam, "alpha": args.alpha, "rms_error": finite_or_none(average)[0][0],
+                              "rms_error_per_episode": finite_or_none(per_episode[:, 0])}))
+        return 0
+    print(f"{name} TD(λ) on {args.env} (γ={mdp.gamma:g}): {args.runs} runs × {args.episodes} episodes, "
+          f"{len(lam_grid)} (λ, α) in {seconds:.2f} s")
+    if args.sweep:
+        print("average RMS error (rows λ, columns α; >10: diverging):")
+        print("   λ \\ α " + "".join(f"{a:>8g}" for a in alphas))
+        for lam, row in zip(lams, average):
+            print(f"{lam:>8g} " + "".join(f"{r:8.3f}" if r < 10 else f"{'>10':>8}" for r in row))
+        print(f"figure: {png}")
+    else:
+        print("RMS error after each episode (mean over runs): " + " ".join(f"{r:.3f}" for r in per_episode[:, 0]))
+        print(f"average RMS error over episodes and runs: {average[0, 0]:.4f}")
+    print(f"TensorBoard: tensorboard --logdir {args.logdir}   ({log_dir})")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
