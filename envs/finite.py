@@ -179,7 +179,7 @@ class FiniteMDPEnv(gym.Env):
     Observations are state indices in Discrete(|S⁺|); `OneHotObservation` turns them into x(s).
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(self, mdp: FiniteMDP, render_mode: str | None = None) -> None:
         self.mdp = mdp

@@ -27,10 +27,11 @@ def random_walk(n_states: int = 19, max_jump: int = 1) -> FiniteMDP:
     R = np.zeros((n, 2, n))
     R[:, :, 0] = -1.0
     R[:, :, n - 1] = 1.0
-    for s in range(1, n - 1):
-        for a, sign in ((0, -1), (1, +1)):
-            for jump in range(1, max_jump + 1):
-                P[s, a, int(np.clip(s + sign * jump, 0, n - 1))] += 1.0 / max_jump
+    s = np.arange(1, n - 1)[:, None]
+    jumps = np.arange(1, max_jump + 1)[None, :]
+    for a, sign in ((0, -1), (1, +1)):
+        # Each of the max_jump equally likely jumps; those past an end land on that terminal.
+        np.add.at(P[:, a, :], (np.broadcast_to(s, (n - 2, max_jump)), np.clip(s + sign * jumps, 0, n - 1)), 1.0 / max_jump)
     terminal = np.zeros(n, dtype=bool)
     terminal[[0, n - 1]] = True
     start = np.zeros(n)
