@@ -1,0 +1,499 @@
+"""Experience replay: a preallocated ring buffer with n-step returns, and its prioritized variant.
+
+What one sampled transition i holds (Mnih et al. 2015; n-step: Sutton & Barto §7.1):
+
+    obs        S_t
+    actions    A_t
+    rewards    G_{t:t+k} = Σ_{j<k} γ^j R_{t+j+1}        k = n, or fewer when the episode ended first
+    next_obs   S_{t+k}                                    the true final observation at an episode end
+    discounts  γ^k, or 0 when the episode TERMINATED within the window (a time-limit truncation keeps
+               γ^k: the state after a timeout still has a value)
+
+so that the target is y = rewards + discounts · max_a q̂(S_{t+k}, a, w⁻).
+
+Layout: one ring of `slots` observation rows per environment, written in time order. Each add()
+writes S_t into the row at the env's pointer p and S_{t+1} into row p+1; the next add() overwrites
+row p+1 with the same observation, so every observation is stored once. At an episode end the
+pointer skips over row p+1, which keeps the final observation, and the reset observation goes to
+p+2. Transition starts at row j find S_{t+k} at row j+k of the same ring. The last n−1 starts of each
+env wait in the ring (their rewards are stored there too) until their window of n rewards is full
+or the episode ends; only then are they sampleable. `len(buffer)` counts sampleable transitions.
+
+Sampling indexes preallocated numpy arrays with one index array per batch; the batch crosses to
+`device` in one place (`_to_device`), zero-copy on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Batch:
+    """A sampled mini-batch; all tensors on the buffer's device, first dimension B. Read-only:
+    on the CPU they share memory with nothing the buffer writes, except `weights` of uniform replay
+    (one cached tensor of ones)."""
+
+    obs: torch.Tensor  # S_t, obs_dtype
+    actions: torch.Tensor  # A_t, int64
+    rewards: torch.Tensor  # n-step return Σ_{j<k} γ^j R_{t+j+1}, float32
+    next_obs: torch.Tensor  # S_{t+k}, obs_dtype
+    discounts: torch.Tensor  # γ^k, 0 after termination, float32
+    weights: torch.Tensor  # importance-sampling weights (ones when uniform), float32
+    indices: torch.Tensor  # buffer indices for update_priorities, int64
+
+
+class SumTree:
+    """Array-based binary tree over `size` leaves: node 1 is the root, node i has children 2i and
+    2i+1, leaf j is node L + j (L = the power of two ≥ size). Each node holds the sum of the leaves
+    below it (sampling ∝ priority) and their minimum over positive leaves (the largest importance
+    weight). All operations take index arrays: one numpy operation per tree level, none per item.
+
+    update() writes leaves at once and recomputes their ancestors lazily, in one batch before the
+    next read (total, min, find): every node is left + right of its final children, so the tree is
+    the same as after eager updates, at one pass of the levels per read instead of per write.
+    """
+
+    def __init__(self, size: int):
+        if size < 1:
+            raise ValueError(f"size={size} must be ≥ 1")
+        self.size = size
+        self.first_leaf = 1 << (size - 1).bit_length()  # L
+        self.depth = self.first_leaf.bit_length() - 1  # levels above the leaves
+        self.sums = np.zeros(2 * self.first_leaf)
+        self.mins = np.full(2 * self.first_leaf, np.inf)
+        self._stale: list[np.ndarray] = []  # leaves written since the ancestors were recomputed
+
+    @property
+    def total(self) -> float:
+        """Σ_j p_j."""
+        self._propagate()
+        return float(self.sums[1])
+
+    @property
+    def min(self) -> float:
+        """min_j p_j over positive leaves (inf when all are zero)."""
+        self._propagate()
+        return float(self.mins[1])
+
+    @property
+    def values(self) -> np.ndarray:
+        """The leaves p_0 … p_{size−1} (a view: read it, write through update())."""
+        return self.sums[self.first_leaf : self.first_leaf + self.size]
+
+    def update(self, indices: np.ndarray, values: np.ndarray) -> None:
+        """p_j ← value for each j in `indices` (distinct); ancestors follow on the next read."""
+        nodes = np.asarray(indices, dtype=np.int64) + self.first_leaf
+        values = np.asarray(values, dtype=np.float64)
+        self.sums[nodes] = values
+        self.mins[nodes] = np.where(values > 0, values, np.inf)
+        self._stale.append(nodes)
+        if len(self._stale) >= 1024:  # bound the backlog during long stretches without reads
+            self._propagate()
+
+    def _propagate(self) -> None:
+        """Every ancestor of the stale leaves from its two children, level by level."""
+        if not self._stale:
+            return
+        nodes = np.concatenate(self._stale)
+        self._stale.clear()
+        for _ in range(self.depth):
+            nodes = nodes >> 1  # repeated parents are recomputed to the same value
+            left = nodes << 1
+            self.sums[nodes] = self.sums[left] + self.sums[left + 1]
+            self.mins[nodes] = np.minimum(self.mins[left], self.mins[left + 1])
+
+    def set_values(self, values: np.ndarray) -> None:
+        """All leaves at once, then every level bottom-up (the same sums update() would give)."""
+        values = np.array(values, dtype=np.float64)  # a copy: `values` may be a view of this tree
+        if values.shape != (self.size,):
+            raise ValueError(f"values has shape {values.shape}; expected ({self.size},)")
+        self.sums[:] = 0.0
+        self.mins[:] = np.inf
+        self._stale.clear()
+        self.update(np.arange(self.size), values)
+
+    def find(self, u: np.ndarray) -> np.ndarray:
+        """For each u in [0, total): the leaf j with Σ_{i<j} p_i ≤ u < Σ_{i≤j} p_i (prefix-sum search).
+        A subtree whose sum is 0 is never entered, so a zero leaf is never returned."""
+        self._propagate()
+        u = np.array(u, dtype=np.float64)
+        nodes = np.ones(len(u), dtype=np.int64)
+        for _ in range(self.depth):
+            left = nodes << 1
+            left_sum = self.sums[left]
+            go_right = (u >= left_sum) & (self.sums[left + 1] > 0)
+            u -= left_sum * go_right
+            nodes = left + go_right
+        return nodes - self.first_leaf
+
+
+def _check_int(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name}={value!r} must be an integer ≥ {low}")
+    return int(value)
+
+
+def _check_unit(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name}={value!r} is outside [0, 1]")
+    return float(value)
+
+
+class ReplayBuffer:
+    """Uniform experience replay over the last ≈ `capacity` transitions of `n_envs` environments.
+
+    capacity: transitions kept (per env ⌈capacity / n_envs⌉ rows, plus n_step rows for the window
+        being filled; an episode end still in the ring holds one row with its final observation).
+    obs_dtype: storage dtype of observations (uint8 for images: 4×84×84 costs 28 KB a row).
+    n_step: n of the n-step return; 1 is plain one-step DQN.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        obs_shape: tuple[int, ...],
+        obs_dtype=np.float32,
+        n_envs: int = 1,
+        n_step: int = 1,
+        gamma: float = 0.99,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+    ):
+        self.capacity = _check_int("capacity", capacity, 1)
+        self.n_envs = _check_int("n_envs", n_envs, 1)
+        self.n_step = _check_int("n_step", n_step, 1)
+        self.gamma = _check_unit("gamma", gamma)
+        try:
+            self.obs_shape = tuple(int(size) for size in obs_shape)
+        except (TypeError, ValueError):
+            raise ValueError(f"obs_shape={obs_shape!r} must be a tuple of positive integers") from None
+        if any(size < 1 for size in self.obs_shape):
+            raise ValueError(f"obs_shape={obs_shape!r} must be a tuple of positive integers")
+        try:
+            self.obs_dtype = np.dtype(obs_dtype)
+        except TypeError:
+            raise ValueError(f"obs_dtype={obs_dtype!r} is not a numpy dtype") from None
+        try:
+            self.device = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device={device!r} is not a torch device") from None
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} is not available here (torch.cuda.is_available() is False)")
+        if seed is not None:
+            _check_int("seed", seed, 0)
+
+        # Rows per env: capacity / n_envs starts, n − 1 starts waiting for their window, 1 next obs.
+        self.slots = math.ceil(self.capacity / self.n_envs) + self.n_step
+        rows = self.n_envs * self.slots
+        try:
+            self._obs = np.zeros((rows, *self.obs_shape), dtype=self.obs_dtype)
+        except MemoryError:
+            size = rows * math.prod(self.obs_shape) * self.obs_dtype.itemsize / 2**30
+            raise ValueError(f"capacity={self.capacity} needs {size:.1f} GiB for observations; lower it") from None
+        self._actions = np.zeros(rows, dtype=np.int64)
+        self._step_rewards = np.zeros(rows, dtype=np.float32)  # R_{t+1}, for the n-step window
+        self._returns = np.zeros(rows, dtype=np.float32)  # G_{t:t+k}
+        self._discounts = np.zeros(rows, dtype=np.float32)  # γ^k or 0
+        self._next_rows = np.zeros(rows, dtype=np.int64)  # row holding S_{t+k}
+        self._valid = np.zeros(rows, dtype=bool)  # a complete transition starts here
+        self._pointer = np.zeros(self.n_envs, dtype=np.int64)  # slot of the next S_t, per env
+        self._pending = np.zeros(self.n_envs, dtype=np.int64)  # starts still waiting, per env
+        self._filled = 0  # slots written so far in the fullest env's ring (≤ slots)
+        self._count = 0
+
+        # The n-step window as lookup tables. For the current step t and d = 0 … n−1, the start
+        # S_{t−d} has return G = Σ_{d'≤d} γ^{d−d'} R_{t−d'+1}: one product with return_weights.
+        n = self.n_step
+        self._first_row = np.arange(self.n_envs, dtype=np.int64) * self.slots
+        self._window = np.arange(n, dtype=np.int64)  # d
+        power = self._window[None, :] - self._window[:, None]  # d − d'
+        self._return_weights = np.where(power >= 0, self.gamma ** np.maximum(power, 0), 0.0)
+        # Indexed [done, waiting, d]: with `waiting` starts not yet emitted (the current one
+        # included), emit the start d back when it exists and its window is full or the episode ended.
+        waiting, done = np.arange(n + 1)[:, None], np.arange(2)[:, None, None]
+        self._emit = (self._window < waiting) & ((done == 1) | (self._window == n - 1))
+        self._pending_after = np.where(np.arange(2)[:, None] == 1, 0, np.minimum(np.arange(n + 1), n - 1))
+        # Indexed [terminated, d]: the discount of a start d back, whose window has k = d + 1 rewards.
+        self._discount_table = np.stack([self.gamma ** (self._window + 1.0), np.zeros(n)]).astype(np.float32)
+        self._rng = np.random.default_rng(seed)
+        self._ones = torch.ones(0, device=self.device)
+
+    # ------------------------------------------------------------------ size
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes allocated up front for storage (observations are stored once, not as obs + next_obs)."""
+        return sum(array.nbytes for array in self._arrays().values())
+
+    # ------------------------------------------------------------------ writing
+    def add(self, obs, actions, rewards, next_obs, terminated, truncated) -> None:
+        """Store one vectorised step: (S_t, A_t, R_{t+1}, S_{t+1}) for every env, leading dim n_envs.
+
+        next_obs must be the true S_{t+1}: the final observation where an episode ended (gymnasium's
+        `final_obs`), not the reset one; where it did not end, the next call's obs must equal it.
+        Emits every start whose n-step window is now complete; at an episode end (terminated or
+        truncated) flushes every waiting start of that env with its shortened window.
+        """
+        obs = self._check_array("obs", obs, (self.n_envs, *self.obs_shape))
+        next_obs = self._check_array("next_obs", next_obs, (self.n_envs, *self.obs_shape))
+        actions = self._check_array("actions", actions, (self.n_envs,))
+        if actions.dtype.kind not in "iu":
+            raise ValueError(f"actions has dtype {actions.dtype}; expected integers (discrete actions)")
+        rewards = self._check_array("rewards", rewards, (self.n_envs,))
+        terminated = self._check_array("terminated", terminated, (self.n_envs,)).astype(bool, copy=False)
+        truncated = self._check_array("truncated", truncated, (self.n_envs,)).astype(bool, copy=False)
+        done = (terminated | truncated).view(np.uint8)
+
+        pointer = self._pointer
+        row = self._first_row + pointer
+        next_row = self._first_row + (pointer + 1) % self.slots
+        self._obs[row] = obs
+        self._obs[next_row] = next_obs
+        self._actions[row] = actions
+        self._step_rewards[row] = rewards
+
+        # Rows of the starts d = 0 … n−1 steps back, and their returns G[e, d] in one product.
+        back_rows = self._first_row[:, None] + (pointer[:, None] - self._window) % self.slots
+        returns = self._step_rewards[back_rows] @ self._return_weights
+        waiting = self._pending + 1
+        env, d = np.nonzero(self._emit[done, waiting])
+        starts = back_rows[env, d]
+        self._returns[starts] = returns[env, d]
+        self._next_rows[starts] = next_row[env]  # S_{t+k} with k = d + 1 is the row just written
+        self._discounts[starts] = self._discount_table[terminated.view(np.uint8)[env], d]
+        self._commit(np.concatenate([row, next_row]), starts)
+
+        self._pending = self._pending_after[done, waiting]
+        if self._filled < self.slots:
+            self._filled = min(self.slots, max(self._filled, int(pointer.max()) + 2))
+        self._pointer = (pointer + 1 + done) % self.slots  # an episode end keeps its final obs row
+
+    def _commit(self, written: np.ndarray, emitted: np.ndarray) -> None:
+        """Rows overwritten this step stop being transitions; emitted starts become ones."""
+        self._count += len(emitted) - int(np.count_nonzero(self._valid[written]))
+        self._valid[written] = False
+        self._valid[emitted] = True
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, batch_size: int) -> Batch:
+        """B transitions drawn uniformly with replacement."""
+        self._check_batch_size(batch_size)
+        indices = self._uniform_indices(batch_size)
+        return self._gather(indices, None)
+
+    def transitions(self) -> Batch:
+        """Every sampleable transition, env by env in storage order, weights 1 (for inspection)."""
+        return self._gather(np.flatnonzero(self._valid), None)
+
+    def _uniform_indices(self, batch_size: int) -> np.ndarray:
+        """Uniform over sampleable rows: draw uniformly over the written rows, keep the valid ones
+        in order (rejection sampling; usually one round, as nearly all written rows are valid)."""
+        filled = self._filled
+        span = self.n_envs * filled
+        picked = np.empty(0, dtype=np.int64)
+        while len(picked) < batch_size:
+            missing = batch_size - len(picked)
+            draws = int(missing * span / self._count * 1.25) + 8
+            candidates = (self._rng.random(draws) * span).astype(np.int64)
+            if filled < self.slots:  # u ↦ row u mod filled of env u // filled
+                candidates = (candidates // filled) * self.slots + candidates % filled
+            picked = np.concatenate([picked, candidates[self._valid[candidates]]])
+        return picked[:batch_size]
+
+    def _gather(self, indices: np.ndarray, weights: np.ndarray | None) -> Batch:
+        if weights is None:
+            if len(self._ones) != len(indices):
+                self._ones = torch.ones(len(indices), device=self.device)
+            weights_tensor = self._ones
+        else:
+            weights_tensor = self._to_device(weights.astype(np.float32))
+        return Batch(
+            obs=self._to_device(self._obs[indices]),
+            actions=self._to_device(self._actions[indices]),
+            rewards=self._to_device(self._returns[indices]),
+            next_obs=self._to_device(self._obs[self._next_rows[indices]]),
+            discounts=self._to_device(self._discounts[indices]),
+            weights=weights_tensor,
+            indices=self._to_device(indices),
+        )
+
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        """The one place a batch crosses to the device (zero-copy on the CPU)."""
+        tensor = torch.from_numpy(array)
+        return tensor if self.device.type == "cpu" else tensor.to(self.device)
+
+    def update_priorities(self, indices, td_errors) -> None:
+        """Uniform replay keeps no priorities."""
+
+    # ------------------------------------------------------------------ checks
+    def _check_array(self, name: str, value, shape: tuple[int, ...]) -> np.ndarray:
+        array = np.asarray(value)
+        if array.shape != shape:
+            raise ValueError(f"{name} has shape {array.shape}; expected {shape} (n_envs={self.n_envs})")
+        return array
+
+    def _check_batch_size(self, batch_size: int) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not (
+            1 <= batch_size <= self._count
+        ):
+            raise ValueError(f"batch_size={batch_size!r} must be an integer in [1, len(buffer)={self._count}]")
+
+    # ------------------------------------------------------------------ state
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "obs": self._obs, "actions": self._actions, "step_rewards": self._step_rewards,
+            "returns": self._returns, "discounts": self._discounts, "next_rows": self._next_rows,
+            "valid": self._valid, "pointer": self._pointer, "pending": self._pending,
+        }  # fmt: skip
+
+    def _settings(self) -> dict:
+        return {"capacity": self.capacity, "n_envs": self.n_envs, "n_step": self.n_step, "gamma": self.gamma}
+
+    def state_dict(self) -> dict:
+        """Storage (tensors sharing memory with the buffer: save them before the next add), waiting
+        n-step windows, counters and the sampling RNG: a loaded copy samples the same batches."""
+        generator = self._rng.bit_generator.state
+        return {
+            **self._settings(),
+            **{name: torch.from_numpy(array) for name, array in self._arrays().items()},
+            "count": self._count,
+            "filled": self._filled,
+            "rng_state": generator["state"]["state"],
+            "rng_inc": generator["state"]["inc"],
+            "rng_has_uint32": generator["has_uint32"],
+            "rng_uinteger": generator["uinteger"],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a state_dict() of a buffer built with the same settings."""
+        for name, value in self._settings().items():
+            if state.get(name) != value:
+                raise ValueError(f"replay state has {name}={state.get(name)!r}; this buffer has {name}={value!r}")
+        for name, array in self._arrays().items():
+            stored = state.get(name)
+            stored = stored.cpu().numpy() if isinstance(stored, torch.Tensor) else None
+            if stored is None or stored.shape != array.shape or stored.dtype != array.dtype:
+                found = None if stored is None else f"{stored.dtype}{list(stored.shape)}"
+                raise ValueError(f"replay state '{name}' is {found}; expected {array.dtype}{list(array.shape)}")
+            np.copyto(array, stored)
+        self._count = int(state["count"])
+        self._filled = int(state["filled"])
+        self._rng.bit_generator.state = {
+            "bit_generator": "PCG64",
+            "state": {"state": int(state["rng_state"]), "inc": int(state["rng_inc"])},
+            "has_uint32": int(state["rng_has_uint32"]),
+            "uinteger": int(state["rng_uinteger"]),
+        }
+
+
+class PrioritizedReplayBuffer(ReplayBuffer):
+    """Proportional prioritized replay (Schaul et al. 2016) on a SumTree.
+
+    P(i) = p_i^α / Σ_j p_j^α,   p_i = |δ_i| + eps   (new transitions: the largest p seen so far)
+    w_i = (N · P(i))^{−β} / max_j w_j = (p_i^α / min_j p_j^α)^{−β}   (max over the whole buffer)
+    Sampling is stratified: one draw from each of B equal segments of [0, Σ p^α).
+    β is annealed towards 1 by the caller through set_beta() or anneal_beta(progress).
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        obs_shape: tuple[int, ...],
+        obs_dtype=np.float32,
+        n_envs: int = 1,
+        n_step: int = 1,
+        gamma: float = 0.99,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+        alpha: float = 0.6,
+        beta0: float = 0.4,
+        eps: float = 1e-6,
+    ):
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)) or not 0.0 <= alpha < math.inf:
+            raise ValueError(f"alpha={alpha!r} must be a number ≥ 0")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float, np.number)) or not 0.0 < eps < math.inf:
+            raise ValueError(f"eps={eps!r} must be a number > 0")
+        self.beta0 = _check_unit("beta0", beta0)
+        super().__init__(capacity, obs_shape, obs_dtype, n_envs, n_step, gamma, device, seed)
+        self.alpha = float(alpha)
+        self.eps = float(eps)
+        self.beta = self.beta0
+        self.max_priority = 1.0  # p given to new transitions
+        self._tree = SumTree(len(self._valid))
+
+    @property
+    def nbytes(self) -> int:
+        return super().nbytes + self._tree.sums.nbytes + self._tree.mins.nbytes
+
+    def set_beta(self, beta: float) -> None:
+        """β of the importance weights, in [0, 1]."""
+        self.beta = _check_unit("beta", beta)
+
+    def anneal_beta(self, progress: float) -> None:
+        """β = β0 + progress · (1 − β0): linear from β0 at progress 0 to 1 at progress ≥ 1."""
+        if isinstance(progress, bool) or not isinstance(progress, (int, float, np.number)) or not progress >= 0:
+            raise ValueError(f"progress={progress!r} must be a number ≥ 0")
+        self.set_beta(self.beta0 + min(float(progress), 1.0) * (1.0 - self.beta0))
+
+    def _commit(self, written: np.ndarray, emitted: np.ndarray) -> None:
+        super()._commit(written, emitted)
+        cleared = written[~self._valid[written]]  # overwritten and not re-emitted: priority 0
+        values = np.zeros(len(cleared) + len(emitted))
+        values[len(cleared) :] = self.max_priority**self.alpha
+        self._tree.update(np.concatenate([cleared, emitted]), values)
+
+    def sample(self, batch_size: int) -> Batch:
+        """B transitions drawn ∝ p^α (stratified), with importance weights w."""
+        self._check_batch_size(batch_size)
+        total = self._tree.total
+        u = (np.arange(batch_size) + self._rng.random(batch_size)) * (total / batch_size)
+        indices = self._tree.find(u)
+        weights = (self._tree.values[indices] / self._tree.min) ** -self.beta
+        return self._gather(indices, weights)
+
+    def update_priorities(self, indices, td_errors) -> None:
+        """p_i ← |δ_i| + eps for sampled rows (a row that no longer holds a transition is skipped)."""
+        indices = np.asarray(indices.cpu() if isinstance(indices, torch.Tensor) else indices, dtype=np.int64)
+        if isinstance(td_errors, torch.Tensor):
+            td_errors = td_errors.detach().cpu()
+        priorities = np.abs(np.asarray(td_errors, dtype=np.float64)) + self.eps
+        if indices.shape != priorities.shape or indices.ndim != 1:
+            raise ValueError(f"indices {indices.shape} and td_errors {priorities.shape} must be equal 1-d shapes")
+        if not np.isfinite(priorities).all():
+            raise ValueError("td_errors contain NaN or inf")
+        outside = indices[(indices < 0) | (indices >= len(self._valid))]
+        if len(outside):
+            raise ValueError(f"index {outside[0]} is outside the buffer's rows [0, {len(self._valid)})")
+        keep = self._valid[indices]  # rows overwritten since sampling keep their new priority
+        indices, first = np.unique(indices[keep], return_index=True)
+        priorities = priorities[keep][first]
+        if len(indices):
+            self.max_priority = max(self.max_priority, float(priorities.max()))
+            self._tree.update(indices, priorities**self.alpha)
+
+    def _settings(self) -> dict:
+        return {**super()._settings(), "alpha": self.alpha}
+
+    def state_dict(self) -> dict:
+        return {
+            **super().state_dict(),
+            "priorities": torch.from_numpy(self._tree.values),
+            "max_priority": self.max_priority,
+            "beta": self.beta,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        priorities = state.get("priorities")
+        if not isinstance(priorities, torch.Tensor) or tuple(priorities.shape) != (self._tree.size,):
+            raise ValueError(f"replay state 'priorities' must be a tensor of shape ({self._tree.size},)")
+        self._tree.set_values(priorities.cpu().numpy())
+        self.max_priority = float(state["max_priority"])
+        self.set_beta(state["beta"])

@@ -1,0 +1,398 @@
+"""Replay: ring wrap-around, n-step targets by hand, vectorised envs, sum-tree sampling, importance
+weights, state round trip, bad input. Observations are labels (S_t = t) so every stored S_t and
+S_{t+k} can be read back and checked against the hand computation."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from dqn.replay import Batch, PrioritizedReplayBuffer, ReplayBuffer, SumTree
+
+# χ²_{0.999} quantiles: a correct sampler fails a test at this threshold with probability 0.001
+# (the seeds are fixed, so each test is deterministic; stratified sampling only lowers χ²).
+CHI2_999 = {4: 18.47, 11: 31.26}  # by degrees of freedom
+
+
+def step(buffer, obs, actions, rewards, next_obs, terminated=None, truncated=None):
+    """One add() with per-env scalar labels as (n_envs, 1) observations."""
+    n = len(obs)
+    buffer.add(
+        np.asarray(obs, dtype=np.float32)[:, None],
+        np.asarray(actions, dtype=np.int64),
+        np.asarray(rewards, dtype=np.float32),
+        np.asarray(next_obs, dtype=np.float32)[:, None],
+        np.zeros(n, bool) if terminated is None else np.asarray(terminated),
+        np.zeros(n, bool) if truncated is None else np.asarray(truncated),
+    )
+
+
+def rows(batch: Batch) -> list[tuple]:
+    """(S_t, A_t, G, S_{t+k}, discount) per transition, rounded for comparison."""
+    return [
+        (float(s), int(a), round(float(g), 5), float(s2), round(float(d), 6))
+        for s, a, g, s2, d in zip(batch.obs[:, 0], batch.actions, batch.rewards, batch.next_obs[:, 0], batch.discounts)
+    ]
+
+
+# ---------------------------------------------------------------------------- ring buffer
+def test_wrap_around_keeps_the_newest_capacity_transitions():
+    buffer = ReplayBuffer(capacity=4, obs_shape=(1,), seed=0)
+    for t in range(10):
+        step(buffer, [t], [t % 2], [1.0], [t + 1])
+    assert len(buffer) == 4
+    assert sorted(rows(buffer.transitions())) == [(t, t % 2, 1.0, t + 1, 0.99) for t in (6, 7, 8, 9)]
+    for _ in range(20):  # only the retained transitions can come out
+        batch = buffer.sample(4)
+        assert set(batch.obs[:, 0].tolist()) <= {6.0, 7.0, 8.0, 9.0}
+        assert torch.equal(batch.next_obs, batch.obs + 1)
+
+
+def test_an_episode_end_in_the_ring_holds_its_final_observation():
+    # Slots: capacity + n_step = 5. Step 8 terminates with final S_9 = 50 (its own row), step 9
+    # starts the next episode at S = 60: 3 transitions are left (7, 8, 60), not 4.
+    buffer = ReplayBuffer(capacity=4, obs_shape=(1,), gamma=0.5, seed=0)
+    for t in range(9):
+        step(buffer, [t], [0], [1.0], [t + 1 if t < 8 else 50], terminated=[t == 8])
+    step(buffer, [60], [1], [2.0], [61])
+    assert sorted(rows(buffer.transitions())) == [(7, 0, 1.0, 8, 0.5), (8, 0, 1.0, 50, 0.0), (60, 1, 2.0, 61, 0.5)]
+    assert len(buffer) == 3
+
+
+# ---------------------------------------------------------------------------- n-step by hand
+@pytest.mark.parametrize("ending", ["terminated", "truncated"])
+def test_n_step_targets_by_hand_with_an_episode_ending_inside_the_window(ending):
+    # n = 3, γ = 0.5, rewards R_1..R_5 = 1, 2, 4, 8, 16; the episode ends after the 5th step with
+    # final observation 99 (the reset observation 100 must not be used). Then a 2-step episode.
+    gamma, ended = 0.5, {"terminated": [True], "truncated": [False]}[ending]
+    buffer = ReplayBuffer(capacity=20, obs_shape=(1,), n_step=3, gamma=gamma, seed=0)
+    rewards = [1, 2, 4, 8, 16]
+    for t, r in enumerate(rewards):
+        last = t == len(rewards) - 1
+        step(buffer, [t], [t], [r], [99 if last else t + 1],
+             terminated=[last and ended[0]], truncated=[last and not ended[0]])  # fmt: skip
+        assert len(buffer) == [0, 0, 1, 2, 5][t]  # a start waits for its 3 rewards or the end
+    step(buffer, [100], [7], [32], [101])
+    step(buffer, [101], [8], [64], [102], terminated=[True])
+
+    def discount(k):  # terminated: no bootstrap; truncated: bootstrap from the true final obs
+        return 0.0 if ended[0] else gamma**k
+
+    expected = [
+        (0, 0, 1 + 0.5 * 2 + 0.25 * 4, 3, gamma**3),  # = 3
+        (1, 1, 2 + 0.5 * 4 + 0.25 * 8, 4, gamma**3),  # = 6
+        (2, 2, 4 + 0.5 * 8 + 0.25 * 16, 99, discount(3)),  # = 12, window ends with the episode
+        (3, 3, 8 + 0.5 * 16, 99, discount(2)),  # = 16, flushed with k = 2
+        (4, 4, 16, 99, discount(1)),  # flushed with k = 1
+        (100, 7, 32 + 0.5 * 64, 102, 0.0),  # the next episode's window does not reach back
+        (101, 8, 64, 102, 0.0),
+    ]
+    assert sorted(rows(buffer.transitions())) == sorted(expected)
+
+
+def test_one_step_is_plain_dqn():
+    buffer = ReplayBuffer(capacity=8, obs_shape=(1,), n_step=1, gamma=0.9, seed=0)
+    step(buffer, [0], [1], [5.0], [1])
+    step(buffer, [1], [0], [-1.0], [7], truncated=[True])
+    step(buffer, [2], [1], [3.0], [8], terminated=[True])
+    assert rows(buffer.transitions()) == [(0, 1, 5.0, 1, 0.9), (1, 0, -1.0, 7, 0.9), (2, 1, 3.0, 8, 0.0)]
+
+
+def test_two_envs_interleave_with_their_own_windows():
+    # n = 2, γ = 0.9. env 0: S=0 (R 1), S=1 (R 2, terminated, final 2), reset S=5 (R 3, waiting).
+    # env 1: S=10 (R 10), S=11 (R 20), S=12 (R 30, truncated, final 13).
+    buffer = ReplayBuffer(capacity=20, obs_shape=(1,), n_envs=2, n_step=2, gamma=0.9, seed=0)
+    step(buffer, [0, 10], [0, 1], [1, 10], [1, 11])
+    step(buffer, [1, 11], [1, 0], [2, 20], [2, 12], terminated=[True, False])
+    step(buffer, [5, 12], [0, 1], [3, 30], [6, 13], truncated=[False, True])
+    assert rows(buffer.transitions()) == [
+        (0, 0, 1 + 0.9 * 2, 2, 0.0),
+        (1, 1, 2, 2, 0.0),
+        (10, 1, 10 + 0.9 * 20, 12, 0.81),
+        (11, 0, 20 + 0.9 * 30, 13, 0.81),
+        (12, 1, 30, 13, 0.9),
+    ]
+    step(buffer, [6, 20], [1, 1], [4, 0], [7, 21])  # env 0's window fills: S=5 is emitted
+    assert (5, 0, 3 + 0.9 * 4, 7, 0.81) in rows(buffer.transitions())
+    assert len(buffer) == 6
+
+
+def test_matches_a_plain_python_reference_through_wrap_around():
+    """Random episodes, 3 envs, n = 3, a ring that wraps many times: the stored transitions are
+    exactly the reference's newest ones, those whose row has not been written over. Rows per env:
+    capacity / n_envs + n_step; each step writes S_t and S_{t+1}; an episode end keeps S_{t+1}'s row."""
+    n_envs, n_step, gamma, capacity = 3, 3, 0.8, 24
+    slots = capacity // n_envs + n_step
+    buffer = ReplayBuffer(capacity, (1,), n_envs=n_envs, n_step=n_step, gamma=gamma, seed=1)
+    rng = np.random.default_rng(0)
+    labels = iter(range(1, 10**6))
+    obs = [next(labels) for _ in range(n_envs)]
+    waiting = [[] for _ in range(n_envs)]  # [S, A, [R…], row] of starts not yet emitted
+    emitted = [[] for _ in range(n_envs)]  # (row, transition)
+    row = [0] * n_envs  # the row S_t goes to (rows are numbered without wrapping)
+    newest = [0] * n_envs
+    for _ in range(400):
+        actions = rng.integers(0, 4, n_envs)
+        rewards = rng.integers(-3, 4, n_envs).astype(float)
+        terminated = rng.random(n_envs) < 0.08
+        truncated = ~terminated & (rng.random(n_envs) < 0.08)
+        next_obs = [next(labels) for _ in range(n_envs)]
+        step(buffer, obs, actions, rewards, next_obs, terminated, truncated)
+        for e in range(n_envs):
+            waiting[e].append([obs[e], int(actions[e]), [], row[e]])
+            for start in waiting[e]:
+                start[2].append(rewards[e])
+            done = terminated[e] or truncated[e]
+            while waiting[e] and (done or len(waiting[e][0][2]) == n_step):
+                s, a, rs, start_row = waiting[e].pop(0)
+                G = sum(gamma**j * r for j, r in enumerate(rs))
+                discount = 0.0 if terminated[e] else gamma ** len(rs)
+                emitted[e].append((start_row, (float(s), a, round(G, 5), float(next_obs[e]), round(discount, 6))))
+            newest[e] = row[e] + 1  # the last row written: this step's S_{t+1}
+            row[e] += 2 if done else 1
+            obs[e] = next(labels) if done else next_obs[e]  # the reset observation after an end
+    expected = []
+    for e in range(n_envs):
+        expected += [t for start_row, t in emitted[e] if start_row > newest[e] - slots]
+    assert sorted(rows(buffer.transitions())) == sorted(expected)
+    assert len(buffer) == len(expected) > capacity // 2
+
+
+# ---------------------------------------------------------------------------- sampling
+def chi_square(counts: np.ndarray, probabilities: np.ndarray) -> float:
+    expected = counts.sum() * probabilities
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+def test_uniform_sampling_is_uniform_over_stored_transitions():
+    # Two envs filled unevenly (env 0 ends episodes, so its rows include final observations and it
+    # holds fewer transitions): every stored transition must still be equally likely.
+    buffer = ReplayBuffer(capacity=100, obs_shape=(1,), n_envs=2, n_step=2, seed=3)
+    for t in range(7):
+        step(buffer, [t, 100 + t], [0, 0], [0, 0], [t + 1, 101 + t], terminated=[t % 2 == 1, False])
+    labels = buffer.transitions().obs[:, 0].numpy()
+    assert len(labels) == 12  # env 0: 7 starts; env 1: 5 (2 wait for their window)
+    draws = np.concatenate([buffer.sample(12).obs[:, 0].numpy() for _ in range(2000)])
+    counts = np.array([(draws == label).sum() for label in labels])
+    assert chi_square(counts, np.full(12, 1 / 12)) < CHI2_999[11]
+
+
+def test_batch_types_shapes_and_device():
+    buffer = ReplayBuffer(capacity=10, obs_shape=(2, 3), obs_dtype=np.uint8, seed=0)
+    for t in range(5):
+        buffer.add(np.full((1, 2, 3), t), np.array([1]), np.array([0.5]), np.full((1, 2, 3), t + 1),
+                   np.array([False]), np.array([False]))  # fmt: skip
+    batch = buffer.sample(3)
+    assert batch.obs.shape == batch.next_obs.shape == (3, 2, 3) and batch.obs.dtype == torch.uint8
+    assert batch.actions.dtype == batch.indices.dtype == torch.int64
+    assert batch.rewards.dtype == batch.discounts.dtype == batch.weights.dtype == torch.float32
+    assert batch.weights.tolist() == [1.0, 1.0, 1.0]
+    assert all(t.device.type == "cpu" for t in vars(batch).values())
+    buffer.update_priorities(batch.indices, torch.ones(3))  # uniform replay: nothing happens
+    # 10 + 1 (n_step) rows of 6 observation bytes, once each (no second copy for next_obs), plus
+    # action 8, reward 4, return 4, discount 4, next row 8, valid 1 bytes a row; 2 per-env counters.
+    assert buffer.nbytes == 11 * 6 + 11 * 29 + 2 * 8
+
+
+# ---------------------------------------------------------------------------- sum-tree
+def test_sum_tree_sums_min_and_prefix_search():
+    rng = np.random.default_rng(0)
+    tree = SumTree(13)  # not a power of two: 3 padding leaves stay 0
+    values = rng.random(13)
+    values[[2, 7, 12]] = 0.0  # empty rows
+    tree.update(np.arange(13), values)
+    tree.update(np.array([4, 9]), np.array([2.5, 0.25]))  # a second, partial update
+    values[[4, 9]] = [2.5, 0.25]
+    assert tree.total == pytest.approx(values.sum(), rel=1e-12)
+    assert tree.min == values[values > 0].min()
+    np.testing.assert_array_equal(tree.values, values)
+    for node in range(1, tree.first_leaf):  # every node is the sum of the leaves below it
+        span = tree.first_leaf >> (node.bit_length() - 1)
+        first = node * span - tree.first_leaf
+        assert tree.sums[node] == pytest.approx(np.pad(values, (0, 3))[first : first + span].sum(), rel=1e-12)
+    u = rng.random(10_000) * tree.total
+    found = tree.find(u)
+    np.testing.assert_array_equal(found, np.searchsorted(np.cumsum(values), u, side="right"))
+    assert not np.isin(found, [2, 7, 12]).any()
+    # u at the very top never lands on the empty last leaf
+    assert tree.find(np.array([tree.total, np.nextafter(tree.total, 0)])).tolist() == [11, 11]
+
+
+def test_sum_tree_of_one_leaf():
+    tree = SumTree(1)
+    tree.update(np.array([0]), np.array([3.0]))
+    assert tree.total == 3.0 and tree.find(np.array([0.0, 2.9])).tolist() == [0, 0]
+
+
+def prioritized(td_errors, alpha=0.6, beta0=0.4, seed=0, eps=1e-6):
+    """A prioritized buffer holding len(td_errors) one-step transitions S=0,1,… with p = |δ| + eps."""
+    buffer = PrioritizedReplayBuffer(capacity=16, obs_shape=(1,), alpha=alpha, beta0=beta0, eps=eps, seed=seed)
+    for t in range(len(td_errors)):
+        step(buffer, [t], [0], [0], [t + 1])
+    buffer.update_priorities(np.arange(len(td_errors)), np.asarray(td_errors, dtype=np.float64))
+    return buffer
+
+
+def test_prioritized_sampling_frequencies_match_priorities():
+    td = np.array([0.1, 0.5, 1.0, 2.0, 4.0, 0.0])  # the last has p = eps: P ≈ 1e-5
+    buffer = prioritized(td, alpha=0.7, seed=11)
+    p_alpha = (np.abs(td) + 1e-6) ** 0.7
+    P = p_alpha / p_alpha.sum()
+    draws = np.concatenate([buffer.sample(6).obs[:, 0].numpy() for _ in range(10_000)]).astype(int)
+    counts = np.bincount(draws, minlength=6)
+    assert chi_square(counts[:5], P[:5] / P[:5].sum()) < CHI2_999[4]
+    np.testing.assert_allclose(counts / counts.sum(), P, atol=0.005)  # stated tolerance: ½ point
+    assert counts[5] <= 4  # expected 60,000 · P_5 ≈ 0.6 draws
+
+
+def test_importance_weights_by_hand():
+    # p = 1, 4, 16; α = ½ → p^α = 1, 2, 4, P = 1/7, 2/7, 4/7; N = 3, β = ½:
+    # w_i = (N·P(i))^{−β} / max_j w_j = (p_i^α / min_j p_j^α)^{−β} = 1, 1/√2, 1/2.
+    buffer = prioritized(np.array([1.0, 4.0, 16.0]) - 1e-6, alpha=0.5, beta0=0.5)
+    batch = buffer.sample(3)  # stratified: one draw from each third of [0, 7): (S 0 or 1), 2, 2
+    by_label = {0: 1.0, 1: 2**-0.5, 2: 0.5}
+    for label, weight in zip(batch.obs[:, 0].tolist(), batch.weights.tolist()):
+        assert weight == pytest.approx(by_label[int(label)], rel=1e-6)
+    N, P = 3, np.array([1, 2, 4]) / 7
+    w = (N * P) ** -0.5
+    np.testing.assert_allclose(w / w.max(), list(by_label.values()), rtol=1e-12)
+    buffer.set_beta(1.0)  # β = 1: full correction, w ∝ 1/P
+    batch = buffer.sample(3)
+    for label, weight in zip(batch.obs[:, 0].tolist(), batch.weights.tolist()):
+        assert weight == pytest.approx({0: 1.0, 1: 0.5, 2: 0.25}[int(label)], rel=1e-6)
+
+
+def test_new_transitions_get_the_largest_priority_and_overwritten_rows_keep_theirs():
+    buffer = prioritized(np.array([1.0, 9.0]) - 1e-6, alpha=0.5)  # p^α = 1, 3; max p = 9
+    step(buffer, [2], [0], [0], [3])
+    np.testing.assert_allclose(buffer._tree.values[:4], [1.0, 3.0, 3.0, 0.0])  # row 3: S=3, no transition
+    # Capacity 2 (rows 0-2, one for S_{t+1}): the next add writes S_{t+1} over row 0. A priority
+    # computed for row 0 before that must not revive it.
+    buffer = PrioritizedReplayBuffer(capacity=2, obs_shape=(1,), alpha=1.0, seed=0)
+    step(buffer, [0], [0], [0], [1])
+    step(buffer, [1], [0], [0], [2])
+    step(buffer, [2], [0], [0], [3])
+    buffer.update_priorities(np.array([0, 2]), np.array([50.0, 5.0]))
+    np.testing.assert_allclose(buffer._tree.values, [0.0, 1.0, 5.0 + 1e-6])
+    assert buffer.max_priority == pytest.approx(5.0) and buffer._tree.total == pytest.approx(6.0)
+    assert set(buffer.sample(2).obs[:, 0].tolist()) <= {1.0, 2.0}
+
+
+def test_beta_schedule():
+    buffer = PrioritizedReplayBuffer(capacity=4, obs_shape=(1,), beta0=0.4)
+    assert buffer.beta == 0.4
+    buffer.anneal_beta(0.5)
+    assert buffer.beta == pytest.approx(0.7)
+    buffer.anneal_beta(3.0)
+    assert buffer.beta == 1.0
+
+
+# ---------------------------------------------------------------------------- state
+def random_steps(buffers, rng, steps, n_envs):
+    """The same random vectorised steps into every buffer (CartPole-like obs, episodes of ~8)."""
+    for _ in range(steps):
+        obs, next_obs = rng.random((2, n_envs, 4)).astype(np.float32)
+        actions, rewards = rng.integers(0, 2, n_envs), rng.random(n_envs).astype(np.float32)
+        terminated, truncated = rng.random((2, n_envs)) < 0.06
+        for buffer in buffers:
+            buffer.add(obs, actions, rewards, next_obs, terminated, truncated)
+
+
+@pytest.mark.parametrize("kind", [ReplayBuffer, PrioritizedReplayBuffer])
+def test_state_dict_round_trip_samples_the_same_batches(kind):
+    settings = dict(capacity=40, obs_shape=(4,), n_envs=2, n_step=3, gamma=0.9)
+    rng = np.random.default_rng(5)
+    original = kind(**settings, seed=7)
+    random_steps([original], rng, 70, n_envs=2)  # wrapped, with n-step windows waiting
+    for _ in range(3):
+        batch = original.sample(8)
+        original.update_priorities(batch.indices, torch.randn(8))
+    if kind is PrioritizedReplayBuffer:
+        original.set_beta(0.55)
+    saved = io.BytesIO()
+    torch.save(original.state_dict(), saved)  # a checkpoint that loads without pickle
+    saved.seek(0)
+    restored = kind(**settings, seed=123)  # another seed: the state must carry the RNG
+    restored.load_state_dict(torch.load(saved, weights_only=True))
+    assert len(restored) == len(original)
+    for _ in range(4):  # the waiting windows carry over: further adds emit the same transitions
+        random_steps([original, restored], rng, 5, n_envs=2)
+        a, b = original.sample(16), restored.sample(16)
+        for name in vars(a):
+            assert torch.equal(getattr(a, name), getattr(b, name)), name
+        td = torch.randn(16)
+        original.update_priorities(a.indices, td)
+        restored.update_priorities(b.indices, td)
+
+
+def test_state_dict_from_other_settings_is_refused():
+    state = ReplayBuffer(capacity=40, obs_shape=(4,), n_step=3).state_dict()
+    with pytest.raises(ValueError, match="n_step=3; this buffer has n_step=1"):
+        ReplayBuffer(capacity=40, obs_shape=(4,)).load_state_dict(state)
+    with pytest.raises(ValueError, match="'obs' is float32\\[43, 4\\]; expected float32\\[43, 2\\]"):
+        ReplayBuffer(capacity=40, obs_shape=(2,), n_step=3).load_state_dict(state)
+
+
+# ---------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: ReplayBuffer(0, (4,)), "capacity=0"),
+        (lambda: ReplayBuffer(2.5, (4,)), "capacity=2.5"),
+        (lambda: ReplayBuffer(10, (0,)), "obs_shape=(0,)"),
+        (lambda: ReplayBuffer(10, "four"), "obs_shape='four'"),
+        (lambda: ReplayBuffer(10, (4,), obs_dtype="pixels"), "obs_dtype='pixels'"),
+        (lambda: ReplayBuffer(10, (4,), n_envs=0), "n_envs=0"),
+        (lambda: ReplayBuffer(10, (4,), n_step=0), "n_step=0"),
+        (lambda: ReplayBuffer(10, (4,), gamma=1.5), "gamma=1.5 is outside [0, 1]"),
+        (lambda: ReplayBuffer(10, (4,), gamma=-0.1), "gamma=-0.1 is outside [0, 1]"),
+        (lambda: ReplayBuffer(10, (4,), device="abacus"), "device='abacus'"),
+        (lambda: PrioritizedReplayBuffer(10, (4,), alpha=-1), "alpha=-1"),
+        (lambda: PrioritizedReplayBuffer(10, (4,), beta0=1.5), "beta0=1.5 is outside [0, 1]"),
+        (lambda: PrioritizedReplayBuffer(10, (4,), eps=0), "eps=0"),
+        (lambda: PrioritizedReplayBuffer(10, (4,)).set_beta(2), "beta=2 is outside [0, 1]"),
+        (lambda: ReplayBuffer(10**9, (4, 84, 84), np.uint8), "capacity=1000000000 needs"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(make, message):
+    with pytest.raises(ValueError) as error:
+        make()
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_bad_steps_and_batches_are_one_line_errors():
+    buffer = PrioritizedReplayBuffer(capacity=10, obs_shape=(4,), n_envs=2)
+    good = dict(obs=np.zeros((2, 4)), actions=np.zeros(2, np.int64), rewards=np.zeros(2), next_obs=np.zeros((2, 4)),
+                terminated=np.zeros(2, bool), truncated=np.zeros(2, bool))  # fmt: skip
+    buffer.add(**good)
+    bad = [
+        (dict(obs=np.zeros((1, 4))), "obs has shape (1, 4); expected (2, 4)"),
+        (dict(next_obs=np.zeros((2, 3))), "next_obs has shape (2, 3); expected (2, 4)"),
+        (dict(actions=np.zeros(2)), "actions has dtype float64; expected integers"),
+        (dict(rewards=np.zeros(3)), "rewards has shape (3,); expected (2,)"),
+        (dict(terminated=False), "terminated has shape (); expected (2,)"),
+    ]
+    for change, message in bad:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            buffer.add(**{**good, **change})
+    assert len(buffer) == 2  # nothing was written by the refused steps
+    for batch_size in (0, 3, 2.0):
+        message = f"batch_size={batch_size!r} must be an integer in [1, len(buffer)=2]"
+        with pytest.raises(ValueError, match=re.escape(message)):
+            buffer.sample(batch_size)
+    with pytest.raises(ValueError, match="td_errors contain NaN or inf"):
+        buffer.update_priorities(torch.tensor([0, 1]), torch.tensor([0.5, float("nan")]))
+    with pytest.raises(ValueError, match="must be equal 1-d shapes"):
+        buffer.update_priorities(np.array([0, 1]), np.array([0.5]))
+    with pytest.raises(ValueError, match=re.escape("index 99 is outside the buffer's rows [0, 12)")):
+        buffer.update_priorities(np.array([0, 99]), np.array([0.5, 0.5]))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_unavailable_device_is_a_one_line_error():
+    with pytest.raises(ValueError, match="device='cuda' is not available here"):
+        ReplayBuffer(10, (4,), device="cuda")
