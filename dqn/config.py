@@ -1,0 +1,276 @@
+"""One dataclass of DQN hyper-parameters, presets per environment, and TOML config files.
+
+    config = DQNConfig()                                  # defaults: solve CartPole-v1
+    config = preset("Acrobot-v1", seed=3)                 # a preset, then overrides
+    config = from_toml("my.toml", base=config)            # a file's keys over a base config
+
+The defaults are the "CartPole-v1" preset. Every field is also a flag of `scripts.train_dqn`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+LOSSES = ("huber", "mse")
+OPTIMIZERS = ("adam", "sgd")
+DEVICES = ("auto", "cpu", "cuda")
+Q_NETWORKS = ("mlp", "cnn", "linear")
+VECTORIZATION = ("sync", "async")
+
+
+@dataclass
+class DQNConfig:
+    """Hyper-parameters of DQN (Mnih et al., 2015) and its usual improvements.
+
+    Steps are environment steps summed over the n_envs environments (global_step).
+    The step size α of the lecture is `learning_rate`.
+    """
+
+    # ------------------------------------------------------------ environment
+    env_id: str = "CartPole-v1"
+    total_timesteps: int = 50_000
+    seed: int = 0
+    n_envs: int = 1
+    vectorization: str = "sync"  # gymnasium SyncVectorEnv (cheapest per step for light envs) | async
+    # ------------------------------------------------------------ Q-network q̂(s, ·, w)
+    q_network: str = "mlp"  # mlp | cnn (Nature DQN, images) | linear (w_aᵀ x(s); a Q-table on one-hot x)
+    hidden: tuple[int, ...] = (128, 128)
+    activation: str = "relu"
+    dueling: bool = False
+    # ------------------------------------------------------------ learning
+    learning_rate: float = 2e-3  # α
+    optimizer: str = "adam"  # adam (fused where supported) | sgd (plain: w ← w − α ∇L)
+    loss: str = "huber"  # huber (δ clipped to [−1, 1] in the gradient) | mse (½ δ², gradient −δ ∇q̂)
+    max_grad_norm: float = 10.0  # clip ‖∇L‖₂ to this; 0 turns clipping off
+    gamma: float = 0.99  # γ
+    batch_size: int = 64
+    train_freq: int = 1  # environment steps between training rounds
+    gradient_steps: int = 1  # gradient steps per training round
+    learning_starts: int = 1_000  # environment steps of pure collection before the first update
+    double_q: bool = True  # y uses argmax of the online network, evaluated by the target network
+    # ------------------------------------------------------------ target network w⁻
+    target_update_interval: int = 500  # environment steps between target updates
+    tau: float = 1.0  # w⁻ ← τ w + (1 − τ) w⁻ at each target update; 1 = hard copy
+    # ------------------------------------------------------------ replay
+    buffer_size: int = 100_000
+    n_step: int = 3  # n-step returns r^(n) = Σ_{k<n} γ^k R_{t+k+1}
+    prioritized: bool = False  # proportional prioritized replay (Schaul et al., 2016)
+    priority_alpha: float = 0.6  # P(i) ∝ p_i^α
+    priority_beta0: float = 0.4  # importance-weight exponent β, annealed linearly to 1
+    priority_eps: float = 1e-6  # p_i = |δ_i| + ε
+    # ------------------------------------------------------------ exploration: ε-greedy, linear schedule
+    exploration_initial: float = 1.0
+    exploration_final: float = 0.05
+    exploration_fraction: float = 0.1  # of total_timesteps over which ε decays (5,000 steps by default)
+    # ------------------------------------------------------------ evaluation, logging, checkpoints
+    eval_interval: int = 2_500  # environment steps between greedy evaluations; 0 = none
+    eval_episodes: int = 20
+    log_interval: int = 1_000  # environment steps between loss / SPS logs (syncs only here)
+    logdir: str = "runs"
+    run_name: str = "dqn"
+    checkpoint_interval: int = 10_000  # environment steps between checkpoints; 0 = final only
+    save_replay: bool = False  # include the replay buffer in checkpoints (exact resume)
+    # ------------------------------------------------------------ execution
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda
+    threads: int = 1  # torch intra-op threads; one is fastest for small networks
+    compile: bool = False  # torch.compile the update (pays off on a GPU)
+
+    def validate(self) -> DQNConfig:
+        """Raise a one-line ValueError for the first bad value; return self."""
+        _check_choice("q_network", self.q_network, Q_NETWORKS)
+        _check_choice("loss", self.loss, LOSSES)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("device", self.device, DEVICES)
+        _check_choice("vectorization", self.vectorization, VECTORIZATION)
+        if not isinstance(self.env_id, str) or not self.env_id:
+            raise ValueError(f"env_id={self.env_id!r} must be a non-empty gymnasium id")
+        for name in ("total_timesteps", "learning_starts", "seed", "eval_interval", "checkpoint_interval"):
+            _check_int(name, getattr(self, name), minimum=0)
+        for name in ("n_envs", "batch_size", "buffer_size", "train_freq", "gradient_steps",
+                     "target_update_interval", "n_step", "eval_episodes", "log_interval", "threads"):
+            _check_int(name, getattr(self, name), minimum=1)
+        if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
+            raise ValueError(f"hidden={self.hidden!r} must be a non-empty tuple of positive integers, e.g. (256, 256)")
+        _check_range("gamma", self.gamma, 0.0, 1.0)
+        _check_range("tau", self.tau, 0.0, 1.0, low_open=True)
+        for name in ("exploration_initial", "exploration_final", "exploration_fraction", "priority_beta0"):
+            _check_range(name, getattr(self, name), 0.0, 1.0)
+        _check_positive("learning_rate", self.learning_rate)
+        _check_positive("priority_eps", self.priority_eps)
+        if not _is_number(self.priority_alpha) or self.priority_alpha < 0:
+            raise ValueError(f"priority_alpha={self.priority_alpha} must be ≥ 0")
+        if not _is_number(self.max_grad_norm) or self.max_grad_norm < 0:
+            raise ValueError(f"max_grad_norm={self.max_grad_norm} must be ≥ 0 (0 turns clipping off)")
+        if self.batch_size > self.buffer_size:
+            raise ValueError(f"batch_size={self.batch_size} is larger than buffer_size={self.buffer_size}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/TOML-able values (tuples as lists)."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> DQNConfig:
+        """A config from a mapping; an unknown key is a one-line ValueError naming it and the allowed keys."""
+        return replace(cls(), values, source)
+
+
+# ---------------------------------------------------------------- presets
+# Each preset is a set of overrides over DQNConfig(); the defaults themselves are "CartPole-v1".
+PRESETS: dict[str, dict[str, Any]] = {
+    "CartPole-v1": {},
+    "Acrobot-v1": {
+        "env_id": "Acrobot-v1", "hidden": (256, 256), "total_timesteps": 100_000, "learning_rate": 6.3e-4, "batch_size": 128,
+        "buffer_size": 50_000, "learning_starts": 0, "train_freq": 4, "gradient_steps": 4,
+        "target_update_interval": 250, "exploration_fraction": 0.12, "exploration_final": 0.1,
+        "eval_interval": 10_000, "eval_episodes": 10,
+    },
+    "MountainCar-v0": {
+        "env_id": "MountainCar-v0", "hidden": (256, 256), "total_timesteps": 120_000, "learning_rate": 4e-3, "batch_size": 128,
+        "buffer_size": 10_000, "learning_starts": 1_000, "gamma": 0.98, "train_freq": 16, "gradient_steps": 8,
+        "target_update_interval": 600, "exploration_fraction": 0.2, "exploration_final": 0.07,
+        "eval_interval": 10_000, "eval_episodes": 10,
+    },
+    # Needs gymnasium[box2d]; the preset ships regardless.
+    "LunarLander-v3": {
+        "env_id": "LunarLander-v3", "hidden": (256, 256), "total_timesteps": 500_000, "learning_rate": 6.3e-4, "batch_size": 128,
+        "buffer_size": 50_000, "learning_starts": 0, "train_freq": 4, "gradient_steps": 4,
+        "target_update_interval": 250, "exploration_fraction": 0.12, "exploration_final": 0.1,
+        "eval_interval": 25_000, "eval_episodes": 10,
+    },
+    # Needs the `atari` extra (ale-py). Nature-DQN settings; learning it takes ~10M steps on a GPU.
+    "ALE/Pong-v5": {
+        "env_id": "ALE/Pong-v5", "q_network": "cnn", "total_timesteps": 10_000_000, "learning_rate": 1e-4,
+        "batch_size": 32, "buffer_size": 100_000, "learning_starts": 80_000, "train_freq": 4, "gradient_steps": 1,
+        "target_update_interval": 1_000, "n_step": 1, "exploration_fraction": 0.1, "exploration_final": 0.01,
+        "eval_interval": 250_000, "eval_episodes": 5, "checkpoint_interval": 250_000, "n_envs": 1,
+    },
+    # rl-baselines3-zoo's CartPole-v1 hyper-parameters (issue 5's side-by-side benchmark).
+    "sb3-zoo-cartpole": {
+        "env_id": "CartPole-v1", "total_timesteps": 50_000, "learning_rate": 2.3e-3, "batch_size": 64,
+        "buffer_size": 100_000, "learning_starts": 1_000, "gamma": 0.99, "target_update_interval": 10,
+        "train_freq": 256, "gradient_steps": 128, "exploration_fraction": 0.16, "exploration_final": 0.04,
+        "hidden": (256, 256), "double_q": False, "n_step": 1, "max_grad_norm": 10.0, "loss": "huber",
+    },
+    # CleanRL dqn.py defaults (network 120-84, no gradient clipping). CleanRL's MSE is mean δ², ours ½ δ²;
+    # Adam is invariant to a constant scale of the loss, so the same learning rate gives the same steps.
+    "cleanrl-cartpole": {
+        "env_id": "CartPole-v1", "total_timesteps": 500_000, "learning_rate": 2.5e-4, "batch_size": 128,
+        "buffer_size": 10_000, "learning_starts": 10_000, "gamma": 0.99, "target_update_interval": 500,
+        "tau": 1.0, "train_freq": 10, "gradient_steps": 1, "exploration_initial": 1.0, "exploration_final": 0.05,
+        "exploration_fraction": 0.5, "hidden": (120, 84), "double_q": False, "n_step": 1, "loss": "mse",
+        "max_grad_norm": 0.0, "eval_interval": 50_000,
+    },
+}
+PRESETS["PongNoFrameskip-v4"] = {**PRESETS["ALE/Pong-v5"], "env_id": "PongNoFrameskip-v4"}
+
+
+def preset(name: str, **overrides: Any) -> DQNConfig:
+    """The named preset (a key of PRESETS), with keyword overrides; validated."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; allowed: {', '.join(PRESETS)}")
+    return replace(replace(DQNConfig(), PRESETS[name], f"preset {name}"), overrides, "overrides").validate()
+
+
+def replace(config: DQNConfig, values: dict[str, Any], source: str = "config") -> DQNConfig:
+    """A copy of `config` with `values` set; unknown keys and wrong types are one-line ValueErrors."""
+    allowed = {f.name: f for f in fields(DQNConfig)}
+    changes = {}
+    for key, value in values.items():
+        if key not in allowed:
+            raise ValueError(f"unknown key {key!r} in {source}; allowed keys: {', '.join(allowed)}")
+        changes[key] = coerce(key, value, allowed[key].type)
+    return dataclasses.replace(config, **changes)
+
+
+def from_toml(path: str | Path, base: DQNConfig | None = None) -> DQNConfig:
+    """A TOML file's top-level keys over `base` (default DQNConfig()); missing file → FileNotFoundError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"config file {path} is not valid TOML: {str(exc).splitlines()[0]}") from None
+    return replace(base or DQNConfig(), values, f"config file {path}")
+
+
+def coerce(name: str, value: Any, annotation: str) -> Any:
+    """`value` as the field's type (annotations are strings here); a mismatch is a one-line ValueError."""
+    kind = annotation.replace(" ", "")
+    if kind == "bool":
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if isinstance(value, bool):
+            return value
+    elif kind == "int":
+        if isinstance(value, str):
+            value = _parse_number(name, value, int)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif kind == "float":
+        if isinstance(value, str):
+            value = _parse_number(name, value, float)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind == "str":
+        if isinstance(value, str):
+            return value
+    elif kind == "tuple[int,...]":
+        if isinstance(value, str):
+            value = [_parse_number(name, part, int) for part in value.replace(",", " ").split()]
+        if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return tuple(value)
+    raise ValueError(f"{name}={value!r} is not a valid {_TYPE_NAMES.get(kind, kind)}")
+
+
+_TYPE_NAMES = {"bool": "boolean (true/false)", "int": "integer", "float": "number", "str": "string",
+               "tuple[int,...]": "list of integers (e.g. 256,256)"}
+
+
+def _parse_number(name: str, text: str, kind: type) -> Any:
+    try:
+        number = float(text.replace("_", ""))
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not a valid {_TYPE_NAMES['int' if kind is int else 'float']}") from None
+    if kind is int:
+        if not number.is_integer():
+            raise ValueError(f"{name}={text!r} is not a valid integer")
+        return int(number)
+    return number
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not allowed; allowed: {', '.join(allowed)}")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}={value!r} must be an integer ≥ {minimum}")
+
+
+def _check_range(name: str, value: Any, low: float, high: float, low_open: bool = False) -> None:
+    if not _is_number(value) or value > high or value < low or (low_open and value == low):
+        raise ValueError(f"{name}={value} is outside {'(' if low_open else '['}{low:g}, {high:g}]")
+
+
+def _check_positive(name: str, value: Any) -> None:
+    if not _is_number(value) or value <= 0:
+        raise ValueError(f"{name}={value} must be > 0")

@@ -1,0 +1,90 @@
+"""TensorBoard logging for DQN runs under runs/<env>__<name>__<seed>__<unix time>/.
+
+Tags (step = environment steps, global_step):
+    charts/episodic_return, charts/episodic_length   per finished episode
+    charts/epsilon, charts/SPS                        every log_interval steps
+    losses/td_loss, losses/q_values, losses/grad_norm means over the updates since the last log
+    eval/mean_return, eval/std_return                 greedy evaluation every eval_interval steps
+    overestimation/q_taken          mean over a finished episode of q̂(S_t, A_t, w) at collection time
+    overestimation/observed_return  mean of the discounted return G_t actually observed from S_t
+    overestimation/gap              their difference, q_taken − observed_return (> 0: overestimation)
+The full config goes in as text (config) and in the HParams dashboard with the final metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TAGS = (
+    "charts/episodic_return", "charts/episodic_length", "charts/epsilon", "charts/SPS",
+    "losses/td_loss", "losses/q_values", "losses/grad_norm", "eval/mean_return", "eval/std_return",
+    "overestimation/q_taken", "overestimation/observed_return", "overestimation/gap",
+)
+
+
+def make_run_dir(root: str | Path, env_id: str, name: str, seed: int) -> Path:
+    """root/<env>__<name>__<seed>__<unix time>, '/' in env ids made safe (scripts._cli.run_dir's naming)."""
+    return Path(root) / f"{env_id.replace('/', '-')}__{name}__{seed}__{int(time.time())}"
+
+
+def discounted_returns(rewards: np.ndarray, gamma: float, bootstrap: float = 0.0) -> np.ndarray:
+    """G_t = R_{t+1} + γ G_{t+1} backwards from G_T = bootstrap (0 after termination)."""
+    returns = np.empty(len(rewards), dtype=np.float64)
+    G = bootstrap
+    for t in range(len(rewards) - 1, -1, -1):
+        G = rewards[t] + gamma * G
+        returns[t] = G
+    return returns
+
+
+class RunLogger:
+    """A SummaryWriter for one run; `purge_step` (on resume) drops events at or after that step."""
+
+    def __init__(self, directory: str | Path, purge_step: int | None = None) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.directory = Path(directory)
+        self.writer = SummaryWriter(log_dir=str(self.directory), purge_step=purge_step)
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+
+    def episode(self, episodic_return: float, length: int, q_taken: np.ndarray, observed: np.ndarray, step: int) -> None:
+        """One finished episode: its return and length, and q̂(S_t, A_t) beside the observed G_t."""
+        q_mean, observed_mean = float(np.mean(q_taken)), float(np.mean(observed))
+        self.scalars({
+            "charts/episodic_return": episodic_return,
+            "charts/episodic_length": length,
+            "overestimation/q_taken": q_mean,
+            "overestimation/observed_return": observed_mean,
+            "overestimation/gap": q_mean - observed_mean,
+        }, step)
+
+    def config(self, config: dict[str, Any]) -> None:
+        """The full config as a Markdown table under the `config` text tag."""
+        rows = "\n".join(f"| {key} | {value} |" for key, value in config.items())
+        self.writer.add_text("config", "| field | value |\n|---|---|\n" + rows, 0)
+        self.writer.add_text("config_json", json.dumps(config), 0)
+
+    def hparams(self, config: dict[str, Any], metrics: dict[str, float], step: int) -> None:
+        """HParams dashboard entry in this run's own event file (not a sub-run as add_hparams makes)."""
+        from torch.utils.tensorboard.summary import hparams
+
+        values = {key: value if isinstance(value, (int, float, str, bool)) else str(value) for key, value in config.items()}
+        experiment, session_start, session_end = hparams(values, metrics)
+        file_writer = self.writer._get_file_writer()
+        for summary in (experiment, session_start, session_end):
+            file_writer.add_summary(summary)
+        self.scalars(metrics, step)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()

@@ -1,0 +1,257 @@
+"""The DQN agent: targets by hand, bootstrapping at episode ends, target updates, tabular Q-learning
+as a special case, Quiz 9 question 1, a training smoke test, save/load, and bad input."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode
+
+import envs  # noqa: F401  (registers qapprox/Quiz9-v0)
+from dqn.agent import DQN
+from dqn.config import DQNConfig, preset
+from dqn.replay import Batch
+from envs.wrappers import OneHotObservation
+
+# A config that never logs or writes files, trains from the first step and evaluates never.
+QUIET = dict(logdir="", eval_interval=0, learning_starts=0, threads=1, device="cpu")
+
+
+def linear_agent(env: str | gym.vector.VectorEnv, **changes) -> DQN:
+    """One-hot/linear q̂ with plain SGD on ½ δ²: the setting where the algebra is done by hand."""
+    settings = dict(QUIET, q_network="linear", optimizer="sgd", loss="mse", max_grad_norm=0.0, n_step=1,
+                    buffer_size=1, batch_size=1, train_freq=1, gradient_steps=1, target_update_interval=1, tau=1.0)
+    return DQN(DQNConfig(**{**settings, **changes}), env)
+
+
+def one_transition(s: int, a: int, r: float, s_next: int, discount: float, n_states: int = 4) -> Batch:
+    eye = torch.eye(n_states)
+    return Batch(obs=eye[[s]], actions=torch.tensor([a]), rewards=torch.tensor([r]), next_obs=eye[[s_next]],
+                 discounts=torch.tensor([discount]), weights=torch.ones(1), indices=torch.zeros(1, dtype=torch.int64))
+
+
+# -------------------------------------------------------------- targets by hand
+@pytest.mark.parametrize("double_q, y", [(True, 1.0 + 0.9 * 3.0), (False, 1.0 + 0.9 * 5.0)])
+def test_double_dqn_target_online_argmax_target_evaluation(double_q, y):
+    # q̂(s, a) = W[a, s]. In s' = 1 the online net prefers a = 1 (2 > 1), the target net a = 0 (5 > 3):
+    # Double DQN takes the online argmax a* = 1 and its target value 3; DQN takes the target's max 5.
+    agent = linear_agent("qapprox/Quiz9-v0", double_q=double_q, learning_rate=0.1, gamma=0.9)
+    with torch.no_grad():
+        agent.q.weight.copy_(torch.tensor([[0.5, 1.0, 0.0, 0.0], [0.0, 2.0, 0.0, 0.0]]))
+        agent.q_target.weight.copy_(torch.tensor([[0.0, 5.0, 0.0, 0.0], [0.0, 3.0, 0.0, 0.0]]))
+    loss, td_abs, q_mean, _ = agent.update(one_transition(s=0, a=0, r=1.0, s_next=1, discount=0.9))
+    delta = y - 0.5
+    assert td_abs.item() == pytest.approx(delta)
+    assert loss.item() == pytest.approx(0.5 * delta**2)  # mse is ½ δ²
+    assert q_mean.item() == pytest.approx(0.5)
+    # One SGD step on ½ δ²: W[a, s] ← W[a, s] + α δ, nothing else moves; the target net is untouched.
+    assert agent.q.weight[0, 0].item() == pytest.approx(0.5 + 0.1 * delta)
+    assert agent.q.weight[1, 1].item() == 2.0 and agent.q_target.weight[0, 1].item() == 5.0
+
+
+def test_huber_loss_clips_the_td_error_in_the_gradient():
+    agent = linear_agent("qapprox/Quiz9-v0", loss="huber", learning_rate=0.1, double_q=False)
+    loss, td_abs, _, _ = agent.update(one_transition(s=2, a=1, r=10.0, s_next=3, discount=0.0))
+    assert td_abs.item() == 10.0 and loss.item() == pytest.approx(10.0 - 0.5)  # |δ| − ½ beyond 1
+    assert agent.q.weight[1, 2].item() == pytest.approx(0.1 * 1.0)  # α · clip(δ) = 0.1
+
+
+# -------------------------------------------------------------- episode ends, end to end
+class Counter(gym.Env):
+    """obs = [t] for t = 0, 1, 2; reward 1 a step; at t = 2 the episode terminates or is truncated."""
+
+    def __init__(self, terminate: bool) -> None:
+        self.terminate = terminate
+        self.observation_space = spaces.Box(0.0, 10.0, shape=(1,), dtype=np.float32)
+        self.action_space = spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0], dtype=np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        end = self.t == 2
+        return np.array([self.t], dtype=np.float32), 1.0, end and self.terminate, end and not self.terminate, {}
+
+
+@pytest.mark.parametrize("terminate", [True, False])
+def test_no_bootstrap_after_termination_bootstrap_after_truncation(terminate):
+    envs = gym.vector.SyncVectorEnv([lambda: Counter(terminate)], autoreset_mode=AutoresetMode.SAME_STEP)
+    gamma = 0.9
+    agent = DQN(DQNConfig(**{**QUIET, "learning_starts": 10_000, "n_step": 1, "gamma": gamma, "q_network": "linear",
+                             "buffer_size": 100, "batch_size": 8, "double_q": False}), envs)
+    agent.learn(20)  # collection only (learning_starts not reached): 10 episodes of 2 steps
+    batch = agent.replay.sample(20)
+    s, s_next, discount = batch.obs[:, 0], batch.next_obs[:, 0], batch.discounts
+    assert set(s.tolist()) == {0.0, 1.0}  # never the final obs 2 as a start: no reset transition 2 → 0
+    assert torch.equal(s_next, s + 1)  # the true final obs 2, not the reset obs 0
+    assert torch.allclose(discount[s == 0], torch.tensor(gamma))
+    assert torch.allclose(discount[s == 1], torch.tensor(0.0 if terminate else gamma))
+    # Through the update: q̂(s, a) = w_a · s with w = (1, 2), so max_a q̂(2, a) = 4 and q̂(1, a) = w_a.
+    with torch.no_grad():
+        agent.q.weight.copy_(torch.tensor([[1.0], [2.0]]))
+        agent.q_target.weight.copy_(torch.tensor([[1.0], [2.0]]))
+    _, td_abs, _, _ = agent.update(batch)
+    final = (s == 1).numpy()
+    q_taken = np.where(batch.actions.numpy() == 0, 1.0, 2.0)[final]
+    y = 1.0 + (0.0 if terminate else gamma * 4.0)
+    np.testing.assert_allclose(td_abs.numpy()[final], np.abs(y - q_taken), rtol=1e-6)
+
+
+# -------------------------------------------------------------- target network
+def test_hard_and_soft_target_updates():
+    agent = DQN(DQNConfig(**{**QUIET, "hidden": (8,), "tau": 0.25}))
+    with torch.no_grad():
+        for p, p_target in zip(agent.q.parameters(), agent.q_target.parameters()):
+            p.fill_(1.0)
+            p_target.fill_(0.0)
+    agent.update_target()  # w⁻ ← 0.25 · 1 + 0.75 · 0
+    assert all(torch.allclose(p, torch.full_like(p, 0.25)) for p in agent.q_target.parameters())
+    agent.update_target()  # 0.25 + 0.75 · 0.25
+    assert all(torch.allclose(p, torch.full_like(p, 0.4375)) for p in agent.q_target.parameters())
+    agent.config.tau = 1.0
+    agent.update_target()
+    assert all(torch.equal(p, q) for p, q in zip(agent.q_target.parameters(), agent.q.parameters()))
+
+
+def test_target_is_copied_every_C_environment_steps():
+    agent = DQN(DQNConfig(**{**QUIET, "hidden": (16,), "batch_size": 4, "target_update_interval": 5, "n_step": 1,
+                             "learning_rate": 0.01}))
+    initial = [p.clone() for p in agent.q_target.parameters()]
+    agent.learn(9)  # updates from step 4 on; copies at step 5 only
+    online = list(agent.q.parameters())
+    target = list(agent.q_target.parameters())
+    assert not all(torch.equal(p, q) for p, q in zip(initial, target))  # copied at 5 …
+    assert not all(torch.equal(p, q) for p, q in zip(online, target))  # … and the online net moved on
+    agent.learn(10)  # the copy at step 10
+    assert all(torch.equal(p, q) for p, q in zip(agent.q.parameters(), agent.q_target.parameters()))
+
+
+# -------------------------------------------------------------- the tabular special case
+class Recorder(gym.Wrapper):
+    """Records (s, a, r, s', terminated) with s the one-hot index."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.transitions = []
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self.s = int(obs.argmax())
+        return obs, info
+
+    def step(self, action):
+        obs, r, terminated, truncated, info = self.env.step(action)
+        self.transitions.append((self.s, int(action), r, int(obs.argmax()), terminated))
+        self.s = int(obs.argmax())
+        return obs, r, terminated, truncated, info
+
+
+def test_one_hot_linear_dqn_is_tabular_q_learning_step_for_step():
+    """buffer 1, batch 1, τ = 1 every step (target = online), ½ δ², SGD: Q(s, a) ← Q(s, a) + α δ."""
+    recorder = Recorder(OneHotObservation(gym.make("qapprox/Quiz9-v0")))
+    envs = gym.vector.SyncVectorEnv([lambda: recorder], autoreset_mode=AutoresetMode.SAME_STEP)
+    alpha, gamma = 0.2, 0.9
+    agent = linear_agent(envs, learning_rate=alpha, gamma=gamma, exploration_initial=0.5, exploration_final=0.5,
+                         env_id="qapprox/Quiz9-v0")
+    Q = np.zeros((4, 2))  # tabular Q(s, a), float64
+    for t in range(1, 301):
+        agent.learn(t)
+        s, a, r, s_next, terminated = recorder.transitions[-1]
+        Q[s, a] += alpha * (r + gamma * (0.0 if terminated else Q[s_next].max()) - Q[s, a])
+        np.testing.assert_allclose(agent.q.weight.detach().numpy().T, Q, atol=1e-5, err_msg=f"step {t}")
+    assert len(recorder.transitions) == 300 and np.abs(Q).max() > 1.0  # rewards 1 and 10 were propagated
+
+
+# -------------------------------------------------------------- Quiz 9, question 1
+def test_quiz9_q1_dqn_approximates_action_values_with_a_deep_network():
+    """'Deep Q-Network refers to RL with approximation of (A) state-value function via linear regression
+    (B) action-value function via deep neural network (C) action-value function via random forest (D) none'."""
+    agent = DQN(DQNConfig(**QUIET))
+    states = torch.randn(5, *agent.obs_shape)
+    q_values = agent.q(states)
+    action_values = q_values.shape == (5, agent.n_actions) and agent.n_actions > 1  # q̂(s, a) for every a
+    layers = [m for m in agent.q.modules() if isinstance(m, torch.nn.Linear)]
+    nonlinear = any(isinstance(m, torch.nn.ReLU) for m in agent.q.modules())
+    deep = len(layers) >= 3 and nonlinear  # ≥ 2 hidden layers with a nonlinearity
+    q_values[:, 0].sum().backward()  # trained by backpropagation through every layer
+    trained_by_backprop = all(layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0 for layer in layers)
+    if action_values and deep and trained_by_backprop:
+        answer = "B"
+    elif q_values.shape[1] == 1 and not deep:
+        answer = "A"
+    else:
+        answer = "D"
+    assert answer == "B"
+
+
+# -------------------------------------------------------------- learning, reproducibility, save / load
+def test_training_smoke_cartpole_learns_within_seconds():
+    config = DQNConfig(**{**QUIET, "learning_starts": 500, "total_timesteps": 4_000, "hidden": (64, 64),
+                          "learning_rate": 2e-3, "exploration_fraction": 0.5, "seed": 1})
+    agent = DQN(config).learn()
+    returns = agent.evaluate(10)
+    assert agent.global_step == 4_000 and agent.updates == 3_500
+    assert returns.mean() > 60  # a uniformly random policy averages about 22
+
+
+def test_same_seed_same_returns_on_cpu():
+    def run() -> tuple[list[float], np.ndarray]:
+        agent = DQN(DQNConfig(**{**QUIET, "learning_starts": 100, "hidden": (16,)})).learn(600)
+        return list(agent._recent_returns), agent.q[0].weight.detach().numpy().copy()
+
+    (returns_a, weights_a), (returns_b, weights_b) = run(), run()
+    assert returns_a == returns_b and len(returns_a) > 5
+    np.testing.assert_array_equal(weights_a, weights_b)
+
+
+def test_save_load_same_greedy_actions_and_counters(tmp_path):
+    agent = DQN(DQNConfig(**{**QUIET, "learning_starts": 100, "hidden": (32, 32)})).learn(400)
+    path = agent.save(tmp_path / "agent.ckpt")
+    loaded = DQN.load(path)
+    obs = np.random.default_rng(0).normal(size=(256, 4)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(obs), agent.predict(obs))
+    assert (loaded.global_step, loaded.episodes, loaded.updates) == (400, agent.episodes, 300)
+    assert loaded.config == agent.config
+    for a, b in zip(agent.optimizer.state_dict()["state"].values(), loaded.optimizer.state_dict()["state"].values()):
+        assert torch.equal(a["exp_avg"], b["exp_avg"])
+    assert loaded.rng.random() == agent.rng.random()  # exploration RNG restored
+
+
+# -------------------------------------------------------------- bad input
+@pytest.mark.parametrize("changes, message", [
+    ({"env_id": "Pendulum-v1"}, "Discrete action space"),
+    ({"env_id": "NoSuchEnv-v0"}, "unknown env id 'NoSuchEnv-v0'"),
+    ({"gamma": 1.5}, "gamma=1.5 is outside [0, 1]"),
+    ({"batch_size": 64, "buffer_size": 32}, "batch_size=64 is larger than buffer_size=32"),
+    ({"total_timesteps": -5}, "total_timesteps=-5 must be an integer ≥ 0"),
+    ({"learning_rate": 0.0}, "learning_rate=0.0 must be > 0"),
+    ({"tau": 0.0}, "tau=0.0 is outside (0, 1]"),
+])
+def test_bad_config_is_one_line_value_error(changes, message):
+    with pytest.raises(ValueError) as error:
+        DQN(DQNConfig(**{**QUIET, **changes}))
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_presets_validate_and_unknown_preset_is_refused():
+    for name in ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "LunarLander-v3", "ALE/Pong-v5",
+                 "sb3-zoo-cartpole", "cleanrl-cartpole"):
+        assert preset(name).env_id
+    assert preset("cleanrl-cartpole").hidden == (120, 84)
+    with pytest.raises(ValueError, match="unknown preset 'nope'"):
+        preset("nope")
+
+
+def test_prioritized_dueling_polyak_and_several_envs_run_together():
+    config = DQNConfig(**{**QUIET, "prioritized": True, "dueling": True, "n_envs": 2, "tau": 0.01,
+                          "target_update_interval": 1, "learning_starts": 100, "hidden": (16, 16)})
+    agent = DQN(config).learn(400)
+    assert agent.global_step == 400 and agent.updates == 150  # one update per vector step after 100
+    assert agent.replay.max_priority != 1.0 and agent.replay.beta == 1.0  # priorities ← |δ|; β annealed to 1
+    assert agent.predict(np.zeros((3, 4), dtype=np.float32)).shape == (3,)

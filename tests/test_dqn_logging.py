@@ -1,0 +1,88 @@
+"""A short run's TensorBoard event file, read back with TensorBoard's own EventAccumulator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from dqn.agent import DQN
+from dqn.config import DQNConfig
+from dqn.logging import TAGS, discounted_returns
+
+GAMMA = 0.99
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    config = DQNConfig(logdir=str(tmp_path_factory.mktemp("runs")), run_name="logtest", total_timesteps=1_500,
+                       learning_starts=200, log_interval=250, eval_interval=500, eval_episodes=3, hidden=(32, 32),
+                       exploration_fraction=0.5, gamma=GAMMA, threads=1, device="cpu", checkpoint_interval=0)
+    agent = DQN(config).learn()
+    agent.close()
+    accumulator = EventAccumulator(str(agent.run_dir), size_guidance={"scalars": 0, "tensors": 0})
+    accumulator.Reload()
+    return agent, accumulator
+
+
+def values(accumulator, tag):
+    events = accumulator.Scalars(tag)
+    return np.array([e.step for e in events]), np.array([e.value for e in events])
+
+
+def test_run_dir_is_named_env_name_seed_time(run):
+    agent, _ = run
+    env, name, seed, stamp = agent.run_dir.name.split("__")
+    assert (env, name, seed) == ("CartPole-v1", "logtest", "0") and stamp.isdigit()
+    assert (agent.run_dir / "checkpoints" / "latest.ckpt").is_file()
+
+
+def test_every_documented_tag_is_there(run):
+    _, accumulator = run
+    assert set(TAGS) <= set(accumulator.Tags()["scalars"])
+
+
+def test_episode_tags_agree_with_each_other(run):
+    """CartPole pays 1 a step, so return = length; every episode that ends before 500 steps terminated,
+    so its observed discounted return from step t is (1 − γ^{L−t}) / (1 − γ) exactly."""
+    _, accumulator = run
+    steps, returns = values(accumulator, "charts/episodic_return")
+    _, lengths = values(accumulator, "charts/episodic_length")
+    _, observed = values(accumulator, "overestimation/observed_return")
+    _, q_taken = values(accumulator, "overestimation/q_taken")
+    _, gap = values(accumulator, "overestimation/gap")
+    assert len(returns) > 10 and np.all(np.diff(steps) >= 0) and steps[-1] <= 1_500
+    np.testing.assert_array_equal(returns, lengths)
+    assert np.all((lengths >= 8) & (lengths <= 500))
+    expected = [discounted_returns(np.ones(int(n)), GAMMA).mean() for n in lengths]
+    np.testing.assert_allclose(observed, expected, rtol=1e-5)
+    np.testing.assert_allclose(gap, q_taken - observed, rtol=1e-4, atol=1e-4)
+
+
+def test_training_tags_are_plausible(run):
+    _, accumulator = run
+    steps, epsilon = values(accumulator, "charts/epsilon")
+    assert list(steps[:6]) == [250, 500, 750, 1000, 1250, 1500]
+    np.testing.assert_allclose(epsilon[:6], 1.0 - 0.95 * np.minimum(steps[:6] / 750, 1.0), rtol=1e-5)  # ε over 50%
+    _, sps = values(accumulator, "charts/SPS")
+    assert np.all(sps > 0)
+    loss_steps, loss = values(accumulator, "losses/td_loss")
+    assert loss_steps[0] == 250 and np.all(np.isfinite(loss)) and np.all(loss >= 0)  # first updates at 201
+    _, grad_norm = values(accumulator, "losses/grad_norm")
+    assert np.all(grad_norm > 0)
+    _, q_values = values(accumulator, "losses/q_values")
+    assert np.all(np.abs(q_values) < 100)  # bounded by 1 / (1 − γ) = 100 for rewards of 1
+    eval_steps, eval_return = values(accumulator, "eval/mean_return")
+    assert list(eval_steps) == [500, 1000, 1500] and np.all((eval_return >= 8) & (eval_return <= 500))
+
+
+def test_config_text_and_hparams(run):
+    agent, accumulator = run
+    assert "config/text_summary" in accumulator.Tags()["tensors"]
+    text = accumulator.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "| learning_rate | 0.002 |" in text
+    hparams = accumulator.PluginTagToContent("hparams")
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams)
+    assert b"learning_rate" in hparams["_hparams_/session_start_info"]
+    _, best = values(accumulator, "hparams/best_eval_return")
+    assert best[-1] == pytest.approx(agent.best_eval_return)
