@@ -130,17 +130,24 @@ class DQN:
             # (a time-limit truncation keeps its γ^n: the state was not terminal, so we bootstrap).
             y = batch.rewards + batch.discounts * next_value
         q_taken = self.q(batch.obs).gather(1, batch.actions.unsqueeze(1)).squeeze(1)  # q̂(S, A, w)
-        delta = y - q_taken  # δ = y − q̂(S, A, w)
-        # ℓ(δ) = ½ δ² (mse) or Huber: ½ δ² for |δ| ≤ 1, |δ| − ½ beyond. Either way ∂ℓ/∂w = −clip(δ) ∇q̂(S, A, w),
-        # so one SGD step is w ← w + α δ ∇q̂ (semi-gradient Q-learning). L = mean_i ω_i ℓ(δ_i), ω = IS weights.
-        elementwise = 0.5 * delta.square() if self.config.loss == "mse" else F.huber_loss(
-            q_taken, y, reduction="none", delta=1.0)
-        loss = (batch.weights * elementwise).mean()
+        # ℓ(δ), δ = y − q̂(S, A, w): ½ δ² (mse) or Huber: ½ δ² for |δ| ≤ 1, |δ| − ½ beyond. Either way
+        # ∂ℓ/∂w = −clip(δ) ∇q̂(S, A, w), so one SGD step is w ← w + α δ ∇q̂ (semi-gradient Q-learning).
+        if self.config.prioritized:  # L = mean_i ω_i ℓ(δ_i), ω = importance-sampling weights
+            loss = (batch.weights * self.td_loss(q_taken, y, reduction="none")).mean()
+        else:  # uniform replay: ω = 1, L = mean_i ℓ(δ_i) in one call
+            loss = self.td_loss(q_taken, y, reduction="mean")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.config.max_grad_norm or math.inf, foreach=True)
         self.optimizer.step()
-        return loss.detach(), delta.detach().abs(), q_taken.detach().mean(), grad_norm
+        q_taken = q_taken.detach()
+        return loss.detach(), (y - q_taken).abs(), q_taken.mean(), grad_norm
+
+    def td_loss(self, q_taken: torch.Tensor, y: torch.Tensor, reduction: str) -> torch.Tensor:
+        """ℓ(δ) with δ = y − q̂(S, A, w), per sample (reduction "none") or averaged ("mean")."""
+        if self.config.loss == "mse":
+            return 0.5 * F.mse_loss(q_taken, y, reduction=reduction)
+        return F.huber_loss(q_taken, y, reduction=reduction, delta=1.0)
 
     def update_target(self) -> None:
         """w⁻ ← τ w + (1 − τ) w⁻ (Polyak); τ = 1 is the hard copy w⁻ ← w of Mnih et al."""
@@ -171,14 +178,18 @@ class DQN:
             self.updates += 1
 
     # ------------------------------------------------------------------ acting
-    def act(self, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
-        """ε-greedy actions for all N envs from one forward pass; also q̂(S_t, A_t) of the chosen actions."""
+    def act(self, epsilon: float) -> tuple[np.ndarray, np.ndarray | None]:
+        """ε-greedy actions for all N envs from one forward pass; also q̂(S_t, A_t) of the chosen actions,
+        which only the logger's overestimation view reads: when every env explores and nothing logs, no
+        forward pass at all (q̂ None)."""
+        explore = self.rng.random(self.n_envs) < epsilon
+        if self.logger is None and explore.all():
+            return self.rng.integers(self.n_actions, size=self.n_envs), None
         if self.device.type != "cpu":
             self._obs_tensor.copy_(torch.from_numpy(self._obs), non_blocking=True)
         with torch.inference_mode():
             q_values = self.q(self._obs_tensor).float().cpu().numpy()  # (N, |A|)
         actions = q_values.argmax(axis=1)
-        explore = self.rng.random(self.n_envs) < epsilon
         if explore.any():
             actions = np.where(explore, self.rng.integers(self.n_actions, size=self.n_envs), actions)
         return actions, q_values[np.arange(self.n_envs), actions]
@@ -269,28 +280,32 @@ class DQN:
     def _track_episodes(self, q_taken, rewards, terminated, truncated, final_obs) -> None:
         self._episode_return += rewards
         self._episode_length += 1
-        for i in range(self.n_envs):
-            self._episode_q[i].append(q_taken[i])
-            self._episode_rewards[i].append(rewards[i])
+        if self.logger is not None:  # the overestimation view needs q̂(S_t, A_t) and R_{t+1} of every step
+            for i in range(self.n_envs):
+                self._episode_q[i].append(q_taken[i])
+                self._episode_rewards[i].append(rewards[i])
         done = terminated | truncated
         if not done.any():
             return
         for i in np.flatnonzero(done):
-            # G_t observed from each S_t; after a time-limit truncation the unseen tail is valued
-            # by max_a q̂(S_T, a, w), as the TD target does; after termination it is 0.
-            bootstrap = 0.0
-            if truncated[i] and not terminated[i]:
-                with torch.inference_mode():
-                    obs = torch.as_tensor(final_obs[i:i + 1], device=self.device, dtype=self._obs_tensor.dtype)
-                    bootstrap = float(self.q(obs).max())
-            observed = discounted_returns(np.asarray(self._episode_rewards[i]), self.config.gamma, bootstrap)
             self.episodes += 1
             self._recent_returns.append(float(self._episode_return[i]))
             if self.logger is not None:
-                self.logger.episode(float(self._episode_return[i]), int(self._episode_length[i]),
-                                    np.asarray(self._episode_q[i]), observed, self.global_step)
+                self._log_episode(i, bool(truncated[i] and not terminated[i]), final_obs[i:i + 1])
             self._episode_return[i], self._episode_length[i] = 0.0, 0
             self._episode_q[i], self._episode_rewards[i] = [], []
+
+    def _log_episode(self, i: int, bootstrap: bool, final_obs: np.ndarray) -> None:
+        """Env i's finished episode: return, length, and q̂(S_t, A_t) beside the return G_t observed from
+        each S_t; after a time-limit truncation the unseen tail is valued by max_a q̂(S_T, a, w), as the
+        TD target does; after termination it is 0."""
+        tail = 0.0
+        if bootstrap:
+            with torch.inference_mode():
+                tail = float(self.q(torch.as_tensor(final_obs, device=self.device, dtype=self._obs_tensor.dtype)).max())
+        observed = discounted_returns(np.asarray(self._episode_rewards[i]), self.config.gamma, tail)
+        self.logger.episode(float(self._episode_return[i]), int(self._episode_length[i]),
+                            np.asarray(self._episode_q[i]), observed, self.global_step)
 
     def _log_training(self, bar: Any = None) -> None:
         """The only place the loop synchronises with the device: read the accumulated statistics."""
