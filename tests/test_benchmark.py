@@ -1,0 +1,101 @@
+"""The benchmark script, tiny: one seed, a few hundred steps, only to keep it working (the
+targets themselves are measured by `python -m scripts.benchmark`, not here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dqn.config import preset
+from scripts import bench_cleanrl, benchmark
+from scripts.bench_report import rolling_mean, solve_point
+from scripts.bench_worker import sb3_kwargs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def episodes_from(returns: list[float]) -> list[tuple[int, float, float]]:
+    """CartPole-like rows: one env, reward 1 per step, so each episode ends `return` steps after the last."""
+    steps = 0
+    rows = []
+    for k, episode_return in enumerate(returns):
+        steps += int(episode_return)
+        rows.append((steps, 0.5 * (k + 1), episode_return))
+    return rows
+
+
+def test_solve_point_is_first_last10_mean_at_least_475():
+    # 250 + 9 · 500 = 4750 → mean 475.0 after episode 10 exactly: solved there (step 4750, second 5.0).
+    assert solve_point(episodes_from([250.0] + [500.0] * 9)) == (4750, 5.0)
+    # 249 + 4500 = 4749 → 474.9: not yet; after episode 11 the window is ten 500s (step 249 + 5000).
+    assert solve_point(episodes_from([249.0] + [500.0] * 10)) == (5249, 5.5)
+    assert solve_point(episodes_from([500.0] * 9)) is None  # fewer than 10 episodes
+    assert solve_point([]) is None
+    means = rolling_mean([float(k) for k in range(12)])
+    assert means[:9].tolist() == pytest.approx([float("nan")] * 9, nan_ok=True)
+    assert means[9:].tolist() == [4.5, 5.5, 6.5]  # (0+…+9)/10, (1+…+10)/10, (2+…+11)/10
+
+
+def test_cleanrl_episode_lines_are_parsed_and_timed():
+    lines = [(99.0, "/…/dqn.py:5: DeprecationWarning: distutils\n"),
+             (100.0, "global_step=19, episodic_return=[20.]\n"),
+             (101.0, "SPS: 1873\n"),
+             (102.0, "global_step=4019, episodic_return=[500.]\n")]
+    episodes, sps = bench_cleanrl.parse(lines)
+    assert episodes == [(20, 0.0, 20.0), (4020, 2.0, 500.0)]  # steps counted from 1, time from the first episode
+    assert sps == 4000 / 2.0
+    with pytest.raises(RuntimeError, match="1 episode line"):
+        bench_cleanrl.parse(lines[:2])
+
+
+def test_sb3_gets_the_zoo_hyper_parameters():
+    kwargs = sb3_kwargs(preset("sb3-zoo-cartpole"))
+    expected = dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1_000, gamma=0.99,
+                    target_update_interval=10, train_freq=256, gradient_steps=128, exploration_fraction=0.16,
+                    exploration_initial_eps=1.0, exploration_final_eps=0.04, max_grad_norm=10.0, tau=1.0)
+    assert {key: kwargs[key] for key in expected} == expected
+    assert kwargs["policy_kwargs"] == {"net_arch": [256, 256]}
+    with pytest.raises(ValueError, match="double_q=True has no SB3 DQN equivalent"):
+        sb3_kwargs(preset("sb3-zoo-cartpole", double_q=True))
+
+
+def test_missing_stable_baselines3_is_a_one_line_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(benchmark.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ValueError, match=r"^stable_baselines3 is not installed.*pip install -e '\.\[bench\]'"):
+        benchmark.main(["--suites", "sb3", "--seeds", "0", "--steps", "300", "--out-dir", str(tmp_path)])
+
+
+def test_bad_suite_exits_2_with_one_line():
+    done = subprocess.run([sys.executable, "-m", "scripts.benchmark", "--suites", "floor,nope"], cwd=REPO,
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: suite 'nope' is unknown; allowed: floor, sb3, default, cleanrl"
+
+
+def test_tiny_default_suite_and_floor_end_to_end(tmp_path):
+    benchmark.main(["--suites", "floor,default", "--seeds", "0", "--steps", "1200", "--eval-episodes", "2",
+                    "--floor-iterations", "200", "--out-dir", str(tmp_path)])
+    floor = json.loads((tmp_path / "dqn_floor.json").read_text())["floors"]["CartPole-v1"]
+    # The default preset updates once per step after learning_starts=1000: 200 updates in 1200 steps.
+    assert floor["updates_per_env_step"] == pytest.approx(200 / 1200)
+    assert floor["floor_sps"] == pytest.approx(
+        1 / (floor["env_step"] + floor["act_batch1"] + 200 / 1200 * floor["update_fused_adam"]))
+    assert 0 < floor["env_step"] < floor["update_fused_adam"]
+
+    (run,) = json.loads((tmp_path / "dqn_default_preset.json").read_text())["runs"]
+    assert (run["kind"], run["preset"], run["seed"], run["steps"], run["threads"]) == ("qapprox", "CartPole-v1", 0, 1200, 1)
+    assert run["sps"] == pytest.approx(1200 / run["seconds"])
+    steps, seconds, returns = zip(*run["episodes"])
+    # One CartPole env, reward 1 per step: each episode's return is the steps since the previous one ended.
+    assert list(returns) == [float(b - a) for a, b in zip((0,) + steps[:-1], steps)]
+    assert steps[-1] <= 1200 and list(seconds) == sorted(seconds) and seconds[-1] <= run["seconds"]
+    assert len(run["eval_returns"]) == 2 and all(r >= 8 for r in run["eval_returns"])  # CartPole lasts ≥ 8 steps
+
+    table = (tmp_path / "dqn_benchmark.md").read_text()
+    assert "| qapprox @ default preset | 0 | 1 | " in table
+    assert "overhead over the floor at CartPole-v1" in table
+    assert (tmp_path / "dqn_vs_sb3.png").stat().st_size > 10_000
