@@ -1,0 +1,321 @@
+"""Sweeps on Ray: grid parsing, trial names, the aggregate report (by hand on synthetic event
+files), and end to end under a local Ray cluster: four runs, a killed trial, a re-run."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scripts import sweep, sweep_lib
+from scripts._cli import run
+
+REPO = Path(__file__).resolve().parent.parent
+FIELDS = {"learning_rate": float, "double_q": bool, "batch_size": int, "loss": str}
+
+
+# ---------------------------------------------------------------- what to run
+
+
+def test_seeds_ranges_and_lists():
+    assert sweep_lib.parse_seeds("0-3") == [0, 1, 2, 3]
+    assert sweep_lib.parse_seeds("5,0-1,1,9") == [5, 0, 1, 9]
+    for bad in ("3-1", "a", "1,,2", "-1"):
+        with pytest.raises(ValueError, match="seeds="):
+            sweep_lib.parse_seeds(bad)
+
+
+def test_grid_is_a_product_in_flag_order_with_canonical_values():
+    grid = sweep_lib.parse_assignments(["learning_rate=1e-3,3e-4", "double_q=True,false"], FIELDS)
+    assert grid == {"learning_rate": ["0.001", "0.0003"], "double_q": ["true", "false"]}
+    configs = sweep_lib.configurations(grid, {}, 0, seed=0)
+    assert [sweep_lib.config_name(c) for c in configs] == [
+        "learning_rate=0.001,double_q=true", "learning_rate=0.001,double_q=false",
+        "learning_rate=0.0003,double_q=true", "learning_rate=0.0003,double_q=false"]
+    assert sweep_lib.configurations({}, {}, 0, seed=0) == [{}]
+    assert sweep_lib.config_name({}) == "default"
+
+
+@pytest.mark.parametrize("items, message", [
+    (["gamma_typo=0.9"], "'gamma_typo' is not a DQNConfig field"),
+    (["double_q=yes"], "double_q='yes' is not a bool"),
+    (["batch_size=3.5"], "batch_size='3.5' is not a int"),
+    (["learning_rate"], "'learning_rate' is not KEY=VALUE"),
+    (["loss=huber", "loss=mse"], "'loss' is given twice"),
+    (["seed=1,2"], "'seed' is set by the sweep: use --seeds"),
+])
+def test_bad_grid_is_one_line_naming_the_value(items, message):
+    with pytest.raises(ValueError, match=message):
+        sweep_lib.parse_assignments(items, FIELDS)
+
+
+def test_random_search_is_seeded_rounded_and_in_range():
+    search = sweep_lib.parse_search(["learning_rate=loguniform:1e-4:1e-2", "batch_size=int:32:34"], FIELDS)
+    grid = sweep_lib.parse_assignments(["double_q=true,false"], FIELDS)
+    configs = sweep_lib.configurations(grid, search, 5, seed=3)
+    assert len(configs) == 10 and configs == sweep_lib.configurations(grid, search, 5, seed=3)
+    rates = [float(c["learning_rate"]) for c in configs]
+    assert all(1e-4 <= r <= 1e-2 for r in rates) and len(set(rates)) == 5  # 5 draws, each grid point
+    assert all(c["learning_rate"] == f"{float(c['learning_rate']):.4g}" for c in configs)
+    assert {c["batch_size"] for c in configs} <= {"32", "33", "34"}
+    with pytest.raises(ValueError, match="KIND in uniform, loguniform, int"):
+        sweep_lib.parse_search(["learning_rate=normal:0:1"], FIELDS)
+    with pytest.raises(ValueError, match="LOW > 0 for loguniform"):
+        sweep_lib.parse_search(["learning_rate=loguniform:0:1"], FIELDS)
+    with pytest.raises(ValueError, match="random=0: --search needs --random N"):
+        sweep_lib.configurations({}, search, 0, seed=0)
+
+
+def test_trial_names_directories_and_command(tmp_path, monkeypatch):
+    monkeypatch.setenv(sweep_lib.KILL_TRIAL_VARIABLE, "learning_rate=0.001__seed1")
+    trials = sweep_lib.make_trials(tmp_path, "CartPole-v1", [0, 1], [{"learning_rate": "0.001"}],
+                                   {"batch_size": "8"}, 300, "cpu")
+    assert [t.name for t in trials] == ["learning_rate=0.001__seed0", "learning_rate=0.001__seed1"]
+    assert [t.kill_after_checkpoint for t in trials] == [False, True]
+    assert trials[0].directory == tmp_path / "learning_rate=0.001__seed0"
+    command = sweep_lib.train_command(trials[0], resume=tmp_path / "c.pt")
+    assert command[1:] == ["-m", "scripts.train_dqn", "--no-progress", "--env", "CartPole-v1", "--seed", "0",
+                           "--logdir", str(trials[0].directory), "--device", "cpu", "--total-timesteps", "300",
+                           "--batch-size", "8", "--learning-rate", "0.001", "--resume", str(tmp_path / "c.pt")]
+
+
+def test_configurations_are_validated_before_any_trial_starts():
+    configs = [{"batch_size": "64"}, {"batch_size": "512"}]
+    sweep_lib.check_configs("CartPole-v1", configs[:1], {"buffer_size": "256"}, 1000)
+    with pytest.raises(ValueError, match="batch_size=512 is larger than buffer_size=256"):
+        sweep_lib.check_configs("CartPole-v1", configs, {"buffer_size": "256"}, 1000)
+
+
+def test_gpu_share_per_trial():
+    # auto: one CPU of 16 gets 1/16 of the GPU; no GPU, none; asking for more than exists is an error
+    assert sweep_lib.gpu_share({"CPU": 16.0, "GPU": 1.0}, 1, sweep_lib.parse_gpus("auto")) == 1 / 16
+    assert sweep_lib.gpu_share({"CPU": 2.0}, 1, sweep_lib.parse_gpus("auto")) == 0.0
+    assert sweep_lib.gpu_share({"CPU": 8.0, "GPU": 2.0}, 1, sweep_lib.parse_gpus("0.5")) == 0.5
+    with pytest.raises(ValueError, match="gpus_per_trial=0.25 is more than the Ray cluster's 0 GPUs"):
+        sweep_lib.gpu_share({"CPU": 2.0}, 1, 0.25)
+    with pytest.raises(ValueError, match="cpus_per_trial=4 is more than the Ray cluster's 2 CPUs"):
+        sweep_lib.gpu_share({"CPU": 2.0}, 4, None)
+    with pytest.raises(ValueError, match="gpus_per_trial='half' must be a number ≥ 0 or auto"):
+        sweep_lib.parse_gpus("half")
+
+
+def test_without_ray_the_sweep_says_how_to_install_it(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    monkeypatch.setattr(sys, "argv", ["sweep", "--seeds", "0-1"])
+    with pytest.raises(SystemExit) as exit_info:
+        run(sweep.main)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: the sweep needs Ray: pip install 'qapprox[distributed]'\n"
+
+
+# ---------------------------------------------------------------- aggregation, by hand
+
+
+def test_bootstrap_interval_and_iqm_by_hand():
+    # Resample means of [0, 0, 0, 10] are 2.5·K, K ~ Binomial(4, 1/4): P(K=0)=.32, P(K≤2)=.95,
+    # P(K≤3)=.996, so the 2.5 % quantile is 0 and the 97.5 % quantile is 2.5·3 = 7.5.
+    assert sweep_lib.bootstrap_interval(np.array([0, 0, 0, 10])) == (0.0, 7.5)
+    # Two values: resample means a, (a+b)/2, b with probabilities 1/4, 1/2, 1/4.
+    assert sweep_lib.bootstrap_interval(np.array([1.0, 3.0])) == (1.0, 3.0)
+    assert sweep_lib.interquartile_mean(np.array([1, 2, 3, 4, 100, 5, 6, 7])) == 4.5  # mean of 3..6
+    assert sweep_lib.interquartile_mean(np.array([30, 500, 200, 490])) == 345.0  # mean of 200, 490
+    assert sweep_lib.interquartile_mean(np.array([1.0, 2.0, 9.0])) == 4.0  # n < 4: nothing dropped
+
+
+def write_run(trial_dir, attempts, monkeypatch, config, seed, finished=True):
+    """A trial directory as the sweep leaves it: one run directory, one event file per attempt.
+
+    attempts: [(start wall time, resumed from step or None, [(step, greedy return, wall time), ...])]"""
+    from torch.utils.tensorboard import SummaryWriter
+
+    for start, resumed, points in attempts:
+        with monkeypatch.context() as patch:  # pin the file's first event (its start) to `start`
+            patch.setattr(time, "time", lambda: start)
+            # as dqn.agent resumes: same directory, events after the checkpoint's step purged
+            writer = SummaryWriter(trial_dir / f"CartPole-v1__dqn__{seed}__1000",
+                                   purge_step=None if resumed is None else resumed + 1)
+        for step, value, wall in points:
+            writer.add_scalar(sweep_lib.RETURN_TAG, value, step, walltime=wall)
+            writer.add_scalar(sweep_lib.TRAINING_RETURN_TAG, value / 2, step, walltime=wall)
+        writer.close()
+    name = f"{sweep_lib.config_name(config)}__seed{seed}"
+    (trial_dir / "trial.json").write_text(json.dumps({"name": name, "env": "CartPole-v1", "seed": seed,
+                                                       "config": config}))
+    if finished:
+        (trial_dir / "done.json").write_text("{}")
+
+
+@pytest.fixture
+def synthetic_sweep(tmp_path, monkeypatch):
+    """Config A: four seeds, one resumed after a kill; config B: four finished seeds and one unfinished."""
+    a, b = {"learning_rate": "0.001"}, {"learning_rate": "0.0003"}
+    runs_a = {
+        0: [(1000.0, None, [(1000, 100, 1010), (2000, 480, 1030), (3000, 500, 1050)])],  # solved at 2000, 30 s
+        1: [(1000.0, None, [(1000, 475, 1005), (2000, 300, 1012), (3000, 200, 1020)])],  # 475 counts: 1000, 5 s
+        2: [(1000.0, None, [(1000, 10, 1010), (2000, 20, 1020), (3000, 30, 1030)])],  # never solves
+        # killed after logging 480 at step 3000 (1030 s); resumed at 2000 s from the step-2000
+        # checkpoint: TensorBoard drops the lost 480, the resumed 490 at step 3000 solves it after
+        # 30 s of attempt 1 + 20 s of attempt 2 = 50 s of training.
+        3: [(1000.0, None, [(1000, 50, 1010), (2000, 60, 1020), (3000, 480, 1030)]),
+            (2000.0, 2000, [(3000, 490, 2020)])],
+    }
+    for seed, streams in runs_a.items():
+        write_run(tmp_path / f"a{seed}", streams, monkeypatch, a, seed)
+    for seed, value in enumerate([0, 0, 0, 10]):
+        write_run(tmp_path / f"b{seed}", [(1000.0, None, [(1000, value, 1001)])], monkeypatch, b, seed)
+    write_run(tmp_path / "b4", [(1000.0, None, [(1000, 1000, 1001)])], monkeypatch, b, 4, finished=False)
+    return tmp_path
+
+
+def read_csv(path):
+    with open(path) as file:
+        return list(csv.DictReader(file))
+
+
+def test_report_numbers_by_hand(synthetic_sweep):
+    steps, values, seconds = sweep_lib.trial_run(synthetic_sweep / "a3").curve(sweep_lib.RETURN_TAG)
+    assert (steps.tolist(), values.tolist(), seconds.tolist()) == ([1000, 2000, 3000], [50, 60, 490], [10, 20, 50])
+    paths = sweep_lib.report(synthetic_sweep, threshold=475)
+    runs = {r["trial"]: r for r in read_csv(paths["runs.csv"])}
+    resumed = runs["learning_rate=0.001__seed3"]
+    assert (float(resumed["final_return"]), float(resumed["steps_to_solve"]), float(resumed["seconds_to_solve"])) \
+        == (490, 3000, 50)
+    assert runs["learning_rate=0.0003__seed4"]["finished"] == "False"
+
+    a, b = read_csv(paths["report.csv"])
+    assert a["config"] == "learning_rate=0.001" and (a["seeds"], a["solved"]) == ("4", "3")
+    assert float(a["final_return_mean"]) == 305.0  # (500 + 200 + 30 + 490) / 4
+    assert float(a["final_return_iqm"]) == 345.0  # (200 + 490) / 2
+    assert float(a["steps_to_solve_mean"]) == 2000.0  # (2000 + 1000 + 3000) / 3, solved seeds only
+    assert float(a["seconds_to_solve_mean"]) == pytest.approx(85 / 3)  # (30 + 5 + 50) / 3
+    low, high = float(a["final_return_low"]), float(a["final_return_high"])
+    assert 30 <= low < 305 < high <= 500
+    # B: the unfinished seed (return 1000) is left out; the rest are [0, 0, 0, 10], see above.
+    assert (b["seeds"], b["solved"], float(b["final_return_mean"])) == ("4", "0", 2.5)
+    assert (float(b["final_return_low"]), float(b["final_return_high"])) == (0.0, 7.5)
+    assert math.isnan(float(b["steps_to_solve_mean"]))
+
+    table = paths["report.md"].read_text()
+    assert "| learning_rate=0.001 | 4 | 3 | 305.0 [" in table and "(345.0) | 2000 [" in table
+    assert "| learning_rate=0.0003 | 4 | 0 | 2.5 [0.0, 7.5] (0.0) | — | — |" in table
+    assert paths["curves.png"].stat().st_size > 10_000
+
+
+def test_curve_is_the_mean_over_seeds_with_a_bootstrap_band(tmp_path, monkeypatch):
+    # Seed 0 logs at 0, 10, 20; seed 1 at 0, 20, 40 → common steps 0, 10, 20 (seed 1 interpolated:
+    # 15 at step 10). Two seeds: the band runs from the smaller to the larger value.
+    write_run(tmp_path / "s0", [(0.0, None, [(0, 0, 1), (10, 10, 2), (20, 20, 3)])], monkeypatch, {}, 0)
+    write_run(tmp_path / "s1", [(0.0, None, [(0, 0, 1), (20, 30, 2), (40, 60, 3)])], monkeypatch, {}, 1)
+    steps, mean, low, high = sweep_lib.curve(sweep_lib.collect(tmp_path), sweep_lib.RETURN_TAG)
+    np.testing.assert_array_equal(steps, [0, 10, 20])
+    np.testing.assert_allclose(mean, [0, 12.5, 25])
+    np.testing.assert_allclose(low, [0, 10, 20])
+    np.testing.assert_allclose(high, [0, 15, 30])
+
+
+def test_report_of_a_missing_directory_is_one_line(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no sweep directory"):
+        sweep_lib.report(tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError, match=r"no trials \(\*/trial.json\)"):
+        sweep_lib.report(tmp_path)
+
+
+def test_report_command_prints_the_table(synthetic_sweep, capsys):
+    assert sweep.main(["--report", str(synthetic_sweep), "--solve-threshold", "475"]) == 0
+    out = capsys.readouterr().out
+    assert "| learning_rate=0.0003 | 4 | 0 | 2.5 [0.0, 7.5] (0.0) | — | — |" in out
+    assert f"wrote {synthetic_sweep / 'report.md'}" in out
+
+
+# ---------------------------------------------------------------- end to end on a local Ray cluster
+
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                               reason="Ray is not installed: pip install 'qapprox[distributed]'")
+KILLED = "learning_rate=0.001__seed1"
+TINY = ["--set", "hidden=32 32", "--set", "learning_starts=50", "--set", "batch_size=16", "--set", "buffer_size=500",
+        "--set", "n_step=1", "--set", "target_update_interval=50", "--set", "eval_interval=100",
+        "--set", "eval_episodes=2", "--set", "checkpoint_interval=100", "--set", "log_interval=100"]
+
+
+def sweep_command(sweep_dir):
+    return [sys.executable, "-m", "scripts.sweep", "--env", "CartPole-v1", "--seeds", "0-1",
+            "--grid", "learning_rate=1e-3,3e-4", *TINY, "--total-timesteps", "300", "--sweep-dir", str(sweep_dir),
+            "--num-cpus", "2", "--solve-threshold", "15"]
+
+
+@pytest.fixture(scope="module")
+def ray_sweep(tmp_path_factory):
+    """2 configurations × 2 seeds × 300 steps on a local 2-CPU Ray cluster; the first attempt of
+    one trial is SIGKILLed, with its Ray worker, as soon as its first checkpoint exists."""
+    sweep_dir = tmp_path_factory.mktemp("sweep")
+    environment = os.environ | {sweep_lib.KILL_TRIAL_VARIABLE: KILLED, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(sweep_command(sweep_dir), cwd=REPO, env=environment, capture_output=True,
+                            text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return sweep_dir, result.stdout
+
+
+def eval_curve(run_dir):
+    """greedy evaluation returns read back independently with TensorBoard's reader"""
+    from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
+
+    accumulator = EventAccumulator(str(run_dir), size_guidance={SCALARS: 0}).Reload()
+    events = accumulator.Scalars(sweep_lib.RETURN_TAG)
+    return [e.step for e in events], [e.value for e in events]
+
+
+@needs_ray
+def test_sweep_makes_four_runs_and_a_report_matching_their_event_files(ray_sweep):
+    sweep_dir, output = ray_sweep
+    trials = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
+    assert trials == sorted(f"learning_rate={lr}__seed{s}" for lr in ("0.001", "0.0003") for s in (0, 1))
+    runs = {r["trial"]: r for r in read_csv(sweep_dir / "runs.csv")}
+    finals = {}
+    for trial in trials:
+        [run_dir] = sweep_lib.run_dirs(sweep_dir / trial)
+        assert (sweep_dir / trial / "done.json").exists() and (run_dir / sweep_lib.CHECKPOINT).exists()
+        steps, values = eval_curve(run_dir)
+        assert steps == [100, 200, 300]
+        solved = [s for s, v in zip(steps, values) if v >= 15]
+        assert float(runs[trial]["final_return"]) == pytest.approx(values[-1])
+        assert float(runs[trial]["steps_to_solve"]) == pytest.approx(solved[0] if solved else math.nan, nan_ok=True)
+        finals[trial] = values[-1]
+    for row in read_csv(sweep_dir / "report.csv"):
+        values = [v for t, v in finals.items() if t.startswith(row["config"] + "__")]
+        assert row["seeds"] == "2" and float(row["final_return_mean"]) == pytest.approx(np.mean(values))
+        assert float(row["final_return_low"]) == pytest.approx(min(values))  # two seeds: min and max
+        assert float(row["final_return_high"]) == pytest.approx(max(values))
+    assert "| learning_rate=0.001 | 2 |" in output and (sweep_dir / "curves.png").stat().st_size > 10_000
+
+
+@needs_ray
+def test_a_killed_trial_is_retried_from_its_checkpoint_and_finishes(ray_sweep):
+    sweep_dir, _ = ray_sweep
+    trial_dir = sweep_dir / KILLED
+    [run_dir] = sweep_lib.run_dirs(trial_dir)
+    first, second = json.loads((trial_dir / "attempts.json").read_text())
+    assert first["resume"] is None and second["resume"] == str(run_dir / sweep_lib.CHECKPOINT)
+    assert json.loads((trial_dir / "done.json").read_text())["attempts"] == 2
+    assert {r["trial"]: r["attempts"] for r in read_csv(sweep_dir / "runs.csv")}[KILLED] == "2"
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 2  # the killed attempt's and the resumed one's
+    assert eval_curve(run_dir)[0] == [100, 200, 300]  # continued, nothing logged twice
+
+
+@needs_ray
+def test_rerunning_a_finished_sweep_starts_no_trial(ray_sweep):
+    sweep_dir, _ = ray_sweep
+    before = {p: p.stat().st_mtime_ns for p in sweep_dir.glob("*/*.json")}
+    result = subprocess.run(sweep_command(sweep_dir), cwd=REPO, env=os.environ | {"OMP_NUM_THREADS": "1"},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "4 trials; 4 finished, 0 to run" in result.stdout and "ray:" not in result.stdout
+    assert {p: p.stat().st_mtime_ns for p in sweep_dir.glob("*/*.json")} == before
