@@ -11,7 +11,8 @@ train: install
 	$(PY) -m scripts.train_dqn
 
 # One intra-op thread: small networks on small machines are 10-100x slower with two under load.
-test: install
+# The suite includes the Ray sweep tests, so it also installs the `distributed` extra.
+test: $(VENV)/.installed-test
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q
 
 install: $(VENV)/.installed
@@ -26,6 +27,10 @@ $(VENV)/.installed: pyproject.toml
 	  || $(PIP) install "torch>=2.2,<3" --index-url https://download.pytorch.org/whl/cpu \
 	       --extra-index-url https://pypi.org/simple; fi
 	$(PIP) install -e ".[dev]"
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install -e ".[dev,distributed]"
 	touch $@
 
 bench: install
