@@ -50,7 +50,11 @@ def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
         env.close()
         raise ValueError(f"env {env_id!r} has action space {env.action_space}; DQN needs a Discrete action space")
     if is_atari(env_id):
-        env = gym.wrappers.AtariPreprocessing(env, frame_skip=4, screen_size=84, noop_max=30)
+        try:
+            env = gym.wrappers.AtariPreprocessing(env, frame_skip=4, screen_size=84, noop_max=30)
+        except gym.error.DependencyNotInstalled:
+            env.close()
+            raise ValueError(f"env {env_id!r} needs OpenCV for its preprocessing: pip install qapprox[atari]") from None
         env = gym.wrappers.FrameStackObservation(env, 4)
     elif isinstance(env.observation_space, spaces.Discrete):
         env = OneHotObservation(env)
