@@ -436,6 +436,8 @@ class DQN:
         """Atomic, pickle-free checkpoint at `path`; refuses (DivergenceError) to save non-finite weights."""
         if not all(torch.isfinite(p).all() for p in self.parameters):
             self._check_finite(0.0, 0.0, 0.0)
+        if track and self.logger is not None:
+            self.logger.flush()  # TensorBoard holds every step up to the checkpoint, even after a SIGKILL
         path = save_checkpoint(path, self.state_dict())
         if track:
             self.last_checkpoint = path

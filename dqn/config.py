@@ -196,6 +196,8 @@ def replace(config: DQNConfig, values: dict[str, Any], source: str = "config") -
 def from_toml(path: str | Path, base: DQNConfig | None = None) -> DQNConfig:
     """A TOML file's top-level keys over `base` (default DQNConfig()); missing file → FileNotFoundError."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"config file {path} is a directory, not a TOML file")
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
     try:

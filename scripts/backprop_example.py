@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from functools import partial
 
@@ -21,7 +20,7 @@ import numpy as np
 from approximators import losses
 from approximators.mlp import HIDDEN_ACTIVATIONS, MLP
 from approximators.optim import GDConfig, gradient_descent
-from scripts._cli import run
+from scripts._cli import ArgumentParser, run
 
 WEIGHT_NAMES = ("w_01^(1)", "w_11^(1)", "w_21^(1)", "w_02^(1)", "w_12^(1)", "w_22^(1)", "w_0^(2)", "w_1^(2)", "w_2^(2)")
 # Both hidden units and the output active (z > 0) at the default x = (1, 2): see tests/test_backprop_example.py
@@ -95,7 +94,7 @@ def report(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--weights", type=float, nargs=9, default=DEFAULT_WEIGHTS, metavar="W",
                         help="the nine weights in the lecture's order: " + " ".join(WEIGHT_NAMES))
     parser.add_argument("--x1", type=float, default=1.0, help="input x_1")

@@ -12,7 +12,6 @@ must agree to rounding; the script checks that.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -26,7 +25,7 @@ from approximators.linear import rms_error
 from approximators.monte_carlo import LinearRegression, regression_data
 from approximators.traces import EpisodeBatch, td_lambda
 from envs import make_mdp
-from scripts._cli import run
+from scripts._cli import ArgumentParser, run
 from scripts.td_lambda import ALPHAS, LAMS
 
 
@@ -50,7 +49,7 @@ def td_lambda_loop(batch: EpisodeBatch, X: np.ndarray, alphas: np.ndarray, lams:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--loop-runs", type=int, default=4, help="runs per (λ, α) the loop baseline is timed on")

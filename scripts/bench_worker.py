@@ -12,7 +12,6 @@ floor: the bare costs the training loop cannot avoid (`floor`).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 
 from dqn.config import DQNConfig, preset
-from scripts._cli import run, set_threads
+from scripts._cli import ArgumentParser, run, set_threads
 
 EVAL_SEED = 1_000_000  # greedy evaluation envs are seeded EVAL_SEED + i on every side
 
@@ -243,7 +242,7 @@ def floor(config: DQNConfig, iterations: int) -> dict[str, float]:
 
 # ---------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=("qapprox", "sb3", "floor"))
     parser.add_argument("--preset", default="CartPole-v1", help="a preset of dqn.config.PRESETS")
     parser.add_argument("--seed", type=int, default=0)

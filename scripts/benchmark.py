@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 from scripts import bench_cleanrl, bench_report
-from scripts._cli import run
+from scripts._cli import ArgumentParser, run
 
 REPO = Path(__file__).resolve().parents[1]
 SUITES = ("floor", "sb3", "default", "cleanrl")
@@ -87,7 +87,7 @@ def show(run_result: dict) -> None:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[1:]))
     parser.add_argument("--suites", default=",".join(SUITES), help=f"comma-separated, of {', '.join(SUITES)} (default: all)")
     parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default: 0,1,2,3,4)")

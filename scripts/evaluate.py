@@ -7,13 +7,12 @@ and an env that renders rgb_array); episodes then run one after another in a sin
 
 from __future__ import annotations
 
-import argparse
 
-from scripts._cli import run, set_threads
+from scripts._cli import ArgumentParser, run, set_threads
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", help="a checkpoint written by scripts.train_dqn or DQN.save")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=None, help="env seed (default: the run's seed + 1,000,000)")

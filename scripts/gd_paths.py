@@ -13,13 +13,12 @@ and logs J(w) on the whole set after each epoch to TensorBoard: cost/gd, cost/sg
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 
 from approximators.optim import GDConfig, Path as GDPath, gradient_descent, linear_squared_error
-from scripts._cli import run, run_dir, set_threads
+from scripts._cli import ArgumentParser, run, run_dir, set_threads
 
 W_TRUE = (1.0, 2.0)
 W_START = (-1.5, 3.5)
@@ -92,7 +91,7 @@ def plot(paths: dict[str, GDPath], x: np.ndarray, y: np.ndarray, w_star: np.ndar
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--m", type=int, default=100, help="observations in the data set")
     parser.add_argument("--noise", type=float, default=0.3, help="standard deviation of the noise on y")
     parser.add_argument("--alpha", type=float, default=0.05, help="learning rate α, the same for all three")

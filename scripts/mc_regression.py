@@ -20,7 +20,7 @@ import numpy as np
 from approximators.features import block_state_action_features, state_action_features, state_features
 from approximators.monte_carlo import LinearRegression, regression_data
 from envs import FiniteMDP, make_mdp
-from scripts._cli import run, run_dir, set_threads
+from scripts._cli import ArgumentParser, run, run_dir, set_threads
 
 POLICIES = ("uniform", "epsilon-optimal")
 Q_FEATURES = ("one-hot", "block")
@@ -28,7 +28,7 @@ MAX_TABLE_STATES = 40
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="quiz9", help="quiz9, random-walk-N or random-walk-1000")
     parser.add_argument("--episodes", type=int, default=10_000, help="episodes pooled into one training set")
     parser.add_argument("--policy", default="uniform", help="uniform | epsilon-optimal (ε-greedy in q_*)")

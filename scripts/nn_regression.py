@@ -23,13 +23,13 @@ from approximators.monte_carlo import regression_data
 from approximators.networks import ACTIVATIONS, summary
 from approximators.nn_regression import OPTIMIZERS, NeuralRegression
 from envs import MDP_NAMES, make_mdp
-from scripts._cli import run, run_dir, set_threads
+from scripts._cli import ArgumentParser, run, run_dir, set_threads
 
 DEFAULTS = NeuralRegression()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="quiz9", help=f"finite MDP: {', '.join(MDP_NAMES)} (default quiz9)")
     parser.add_argument("--episodes", type=int, default=3000, help="episodes under the uniform policy (default 3000)")
     parser.add_argument("--first-visit", action="store_true", help="one return per first visit (default: every visit)")

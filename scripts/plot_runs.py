@@ -9,13 +9,12 @@ seeds and the final mean.
 
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from scripts._cli import run
+from scripts._cli import ArgumentParser, run
 
 
 def read_scalars(run_dir: str | Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
@@ -39,7 +38,7 @@ def group_name(run_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--tag", action="append", help="scalar tag (repeatable; default charts/episodic_return)")
     parser.add_argument("--out", default="learning_curves.png")

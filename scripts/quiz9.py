@@ -10,7 +10,6 @@ which exact value function (from dynamic programming) the fit approaches.
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -19,7 +18,7 @@ from approximators.features import state_action_features, state_features
 from approximators.monte_carlo import LinearRegression, regression_data
 from approximators.traces import EpisodeBatch, TDLambda
 from envs import quiz9_mdp
-from scripts._cli import run, set_threads
+from scripts._cli import ArgumentParser, run, set_threads
 
 QUESTIONS = {
     "Q1": "Deep Q-Network refers to Reinforcement Learning with approximation of (A) state-value function "
@@ -150,7 +149,7 @@ def question5(seed: int = 0, counts: tuple[int, ...] = (10, 100, 1000, 10000)) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--episodes", type=int, default=10_000, help="largest training set for Q4 and Q5")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")

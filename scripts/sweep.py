@@ -17,11 +17,11 @@ import os
 from pathlib import Path
 
 from scripts import sweep_lib
-from scripts._cli import run
+from scripts._cli import ArgumentParser, run
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="CartPole-v1", help="gymnasium id with a Discrete action space")
     parser.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-9 or 0,3,7-8 (default 0-4)")
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",

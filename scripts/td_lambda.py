@@ -23,14 +23,14 @@ from approximators.features import state_features
 from approximators.linear import check_positive, check_unit_interval, rms_error
 from approximators.traces import METHODS, EpisodeBatch, check_trace, td_lambda
 from envs import make_mdp
-from scripts._cli import run, run_dir, set_threads
+from scripts._cli import ArgumentParser, run, run_dir, set_threads
 
 LAMS = (0.0, 0.4, 0.8, 0.9, 0.95, 0.975, 0.99, 1.0)
 ALPHAS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="random-walk-19", help="random-walk-N, random-walk-1000 or quiz9")
     parser.add_argument("--trace", default="accumulating",
                         help="accumulating | replacing | dutch | true-online | offline-lambda-return")

@@ -19,14 +19,14 @@ import sys
 from dataclasses import fields
 
 from dqn.config import PRESETS, DQNConfig, coerce, from_toml, replace
-from scripts._cli import run, set_threads
+from scripts._cli import ArgumentParser, run, set_threads
 
 ALIASES = {"env_id": ["--env"]}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """One flag per DQNConfig field, typed by its annotation; defaults stay unset (None) to keep precedence."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[1:]))
     parser.add_argument("--preset", choices=sorted(PRESETS), help="named hyper-parameters (default: the env id's, if any)")
     parser.add_argument("--config", metavar="FILE", help="TOML file of config fields")
