@@ -15,17 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from scripts._cli import ArgumentParser, run
+from scripts.sweep_lib import accumulate
 
 
 def read_scalars(run_dir: str | Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
     """(steps, values) of one tag in a run directory, read with TensorBoard's EventAccumulator."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {run_dir} does not exist")
-    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    accumulator.Reload()
+    accumulator = accumulate(run_dir)
     if tag not in accumulator.Tags()["scalars"]:
         raise ValueError(f"{run_dir} has no scalar tag {tag!r}; it has: {', '.join(sorted(accumulator.Tags()['scalars']))}")
     events = accumulator.Scalars(tag)
