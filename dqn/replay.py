@@ -19,12 +19,18 @@ p+2. Transition starts at row j find S_{t+k} at row j+k of the same ring. The la
 env wait in the ring (their rewards are stored there too) until their window of n rewards is full
 or the episode ends; only then are they sampleable. `len(buffer)` counts sampleable transitions.
 
+add() runs once per environment step, so it does a fixed, small number of numpy operations on
+preallocated index arrays, whatever n_envs and n: the common step (no episode end, every window full:
+each env emits its oldest waiting start) and the others (episode ends flush a window, windows still
+filling) differ only in which starts they select; one code path stores them.
+
 Sampling indexes preallocated numpy arrays with one index array per batch; the batch crosses to
 `device` in one place (`_to_device`), zero-copy on the CPU.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -46,6 +52,13 @@ class Batch:
     weights: torch.Tensor  # importance-sampling weights (ones when uniform), float32
     indices: torch.Tensor  # buffer indices for update_priorities, int64
 
+    def split(self, size: int) -> list[Batch]:
+        """Consecutive minibatches of `size` rows (views, no copies)."""
+        if len(self.actions) <= size:
+            return [self]
+        columns = [getattr(self, field.name).split(size) for field in dataclasses.fields(self)]
+        return [Batch(*parts) for parts in zip(*columns)]
+
 
 class SumTree:
     """Array-based binary tree over `size` leaves: node 1 is the root, node i has children 2i and
@@ -66,6 +79,7 @@ class SumTree:
         self.depth = self.first_leaf.bit_length() - 1  # levels above the leaves
         self.sums = np.zeros(2 * self.first_leaf)
         self.mins = np.full(2 * self.first_leaf, np.inf)
+        self._leaf_sums, self._leaf_mins = self.sums[self.first_leaf :], self.mins[self.first_leaf :]  # [j]: leaf j
         self._stale: list[np.ndarray] = []  # leaves written since the ancestors were recomputed
 
     @property
@@ -85,13 +99,18 @@ class SumTree:
         """The leaves p_0 … p_{size−1} (a view: read it, write through update())."""
         return self.sums[self.first_leaf : self.first_leaf + self.size]
 
-    def update(self, indices: np.ndarray, values: np.ndarray) -> None:
-        """p_j ← value for each j in `indices` (distinct); ancestors follow on the next read."""
-        nodes = np.asarray(indices, dtype=np.int64) + self.first_leaf
-        values = np.asarray(values, dtype=np.float64)
-        self.sums[nodes] = values
-        self.mins[nodes] = np.where(values > 0, values, np.inf)
-        self._stale.append(nodes)
+    def update(self, indices: np.ndarray, values: np.ndarray | float) -> None:
+        """p_j ← value for each j in `indices` (distinct within a call; a later call wins): values
+        like indices, or one float for all. Ancestors follow on the next read."""
+        leaves = np.array(indices, dtype=np.int64)  # a copy: the caller may reuse its index array
+        if isinstance(values, float):
+            positive = values if values > 0 else np.inf
+        else:
+            values = np.asarray(values, dtype=np.float64)
+            positive = np.where(values > 0, values, np.inf)
+        self._leaf_sums[leaves] = values
+        self._leaf_mins[leaves] = positive
+        self._stale.append(leaves)
         if len(self._stale) >= 1024:  # bound the backlog during long stretches without reads
             self._propagate()
 
@@ -99,7 +118,7 @@ class SumTree:
         """Every ancestor of the stale leaves from its two children, level by level."""
         if not self._stale:
             return
-        nodes = np.concatenate(self._stale)
+        nodes = np.concatenate([leaves.ravel() for leaves in self._stale]) + self.first_leaf
         self._stale.clear()
         for _ in range(self.depth):
             nodes = nodes >> 1  # repeated parents are recomputed to the same value
@@ -206,20 +225,34 @@ class ReplayBuffer:
         self._filled = 0  # slots written so far in the fullest env's ring (≤ slots)
         self._count = 0
 
-        # The n-step window as lookup tables. For the current step t and d = 0 … n−1, the start
-        # S_{t−d} has return G = Σ_{d'≤d} γ^{d−d'} R_{t−d'+1}: one product with return_weights.
+        # Per-step index arrays, reused by every add() (derived from pointer and pending: see _derive).
         n = self.n_step
         self._first_row = np.arange(self.n_envs, dtype=np.int64) * self.slots
+        self._slot_after = (np.arange(self.slots + 1) + 1) % self.slots  # slot p + 1 (p + 2 after an end)
+        # Rows of S_t and S_{t+1} this step. This array and `recent` are rewritten by every add(): what
+        # keeps their rows past the call (SumTree.update) copies them.
+        self._written = np.zeros((2, self.n_envs), dtype=np.int64)
+        # Rows of the last n starts of every env, in a ring of n lines run backwards (c: the newest,
+        # then c + 1, … mod n) and written twice, at c and c + n, so that S_t, S_{t−1}, … S_{t−n+1} are
+        # always the lines c … c + n − 1: a view, in the order d = 0 … n−1 of the starts d steps back.
+        self._recent = np.zeros((2 * n, self.n_envs), dtype=np.int64)
+        self._newest = 0  # c
+
+        # The n-step window as lookup tables. For the current step t and d = 0 … n−1, the start
+        # S_{t−d} has return G = Σ_{d'≤d} γ^{d−d'} R_{t−d'+1}: one product with return_weights.
         self._window = np.arange(n, dtype=np.int64)  # d
         power = self._window[None, :] - self._window[:, None]  # d − d'
         self._return_weights = np.where(power >= 0, self.gamma ** np.maximum(power, 0), 0.0)
-        # Indexed [done, waiting, d]: with `waiting` starts not yet emitted (the current one
-        # included), emit the start d back when it exists and its window is full or the episode ended.
-        waiting, done = np.arange(n + 1)[:, None], np.arange(2)[:, None, None]
-        self._emit = (self._window < waiting) & ((done == 1) | (self._window == n - 1))
-        self._pending_after = np.where(np.arange(2)[:, None] == 1, 0, np.minimum(np.arange(n + 1), n - 1))
+        # Indexed by key = pending + n · done, per env: with pending + 1 starts not yet emitted (the
+        # current one included), [key, d]: emit the start d back when it exists and its window is full
+        # or the episode ended; [key]: how many then still wait.
+        pending, done = np.tile(np.arange(n), 2), np.repeat([0, 1], n)
+        self._emit = (self._window < pending[:, None] + 1) & ((done[:, None] == 1) | (self._window == n - 1))
+        self._pending_after = np.where(done == 1, 0, np.minimum(pending + 1, n - 1))
         # Indexed [terminated, d]: the discount of a start d back, whose window has k = d + 1 rewards.
         self._discount_table = np.stack([self.gamma ** (self._window + 1.0), np.zeros(n)]).astype(np.float32)
+        self._step_shapes = (*[(self.n_envs, *self.obs_shape)] * 2, *[(self.n_envs,)] * 4)
+        self._derive()
         self._rng = np.random.default_rng(seed)
         self._ones = torch.ones(0, device=self.device)
 
@@ -241,51 +274,74 @@ class ReplayBuffer:
         Emits every start whose n-step window is now complete; at an episode end (terminated or
         truncated) flushes every waiting start of that env with its shortened window.
         """
-        obs = self._check_array("obs", obs, (self.n_envs, *self.obs_shape))
-        next_obs = self._check_array("next_obs", next_obs, (self.n_envs, *self.obs_shape))
-        actions = self._check_array("actions", actions, (self.n_envs,))
+        obs, next_obs = np.asarray(obs), np.asarray(next_obs)
+        actions, rewards = np.asarray(actions), np.asarray(rewards)
+        terminated, truncated = np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool)
+        shapes = (obs.shape, next_obs.shape, actions.shape, rewards.shape, terminated.shape, truncated.shape)
+        if shapes != self._step_shapes:
+            self._raise_shape_error(shapes)
         if actions.dtype.kind not in "iu":
             raise ValueError(f"actions has dtype {actions.dtype}; expected integers (discrete actions)")
-        rewards = self._check_array("rewards", rewards, (self.n_envs,))
-        terminated = self._check_array("terminated", terminated, (self.n_envs,)).astype(bool, copy=False)
-        truncated = self._check_array("truncated", truncated, (self.n_envs,)).astype(bool, copy=False)
-        done = (terminated | truncated).view(np.uint8)
 
-        pointer = self._pointer
-        row = self._first_row + pointer
-        next_row = self._first_row + (pointer + 1) % self.slots
+        pointer, written, recent = self._pointer, self._written, self._recent
+        slot_next = self._slot_after[pointer]
+        row = np.add(self._first_row, pointer, out=written[0])  # S_t
+        next_row = np.add(self._first_row, slot_next, out=written[1])  # S_{t+1}
         self._obs[row] = obs
         self._obs[next_row] = next_obs
         self._actions[row] = actions
-        self._step_rewards[row] = rewards
+        self._step_rewards[row] = rewards.astype(np.float32, copy=False)
+        self._newest = newest = (self._newest - 1) % self.n_step
+        recent[newest :: self.n_step] = row  # S_t, the start 0 back, at lines c and c + n
+        back_rows = recent[newest : newest + self.n_step].T  # [e, d]: row of S_{t−d}
 
-        # Rows of the starts d = 0 … n−1 steps back, and their returns G[e, d] in one product.
-        back_rows = self._first_row[:, None] + (pointer[:, None] - self._window) % self.slots
-        returns = self._step_rewards[back_rows] @ self._return_weights
-        waiting = self._pending + 1
-        env, d = np.nonzero(self._emit[done, waiting])
+        # Which starts (env, d steps back; `ended`: the episode terminated) are emitted. Common step: no
+        # episode ends and every window was already full, so each env emits its oldest start, d = n − 1
+        # (all of them when n = 1). Both branches select; the lines after them store.
+        if self._windows_full and not (np.count_nonzero(terminated) or np.count_nonzero(truncated)):
+            env, d, ended = slice(None), self.n_step - 1, 0
+            self._pointer = slot_next
+        else:  # episode ends (flush the env's waiting starts) or windows still filling
+            done = terminated | truncated
+            key = self._pending + self.n_step * done
+            env, d = np.nonzero(self._emit[key])
+            ended = terminated.view(np.uint8)[env]
+            self._pending = self._pending_after[key]
+            self._pointer = self._slot_after[pointer + done]  # an episode end keeps its final obs row
+            self._windows_full = not np.count_nonzero(self._pending - (self.n_step - 1))
+        # Returns G[e, d] of every start in the window in one product; store those emitted.
+        returns = self._step_rewards[back_rows].dot(self._return_weights)
         starts = back_rows[env, d]
-        self._returns[starts] = returns[env, d]
+        self._returns[starts] = returns[env, d].astype(np.float32)  # summed in float64, stored as float32
         self._next_rows[starts] = next_row[env]  # S_{t+k} with k = d + 1 is the row just written
-        self._discounts[starts] = self._discount_table[terminated.view(np.uint8)[env], d]
-        self._commit(np.concatenate([row, next_row]), starts)
-
-        self._pending = self._pending_after[done, waiting]
+        self._discounts[starts] = self._discount_table[ended, d]
+        self._commit(written, starts)
         if self._filled < self.slots:
-            self._filled = min(self.slots, max(self._filled, int(pointer.max()) + 2))
-        self._pointer = (pointer + 1 + done) % self.slots  # an episode end keeps its final obs row
+            self._filled = min(self.slots, max(self._filled, max(pointer.tolist()) + 2))
 
-    def _commit(self, written: np.ndarray, emitted: np.ndarray) -> None:
-        """Rows overwritten this step stop being transitions; emitted starts become ones."""
-        self._count += len(emitted) - int(np.count_nonzero(self._valid[written]))
+    def _commit(self, written: np.ndarray, emitted: np.ndarray) -> int:
+        """Rows overwritten this step stop being transitions; emitted starts become ones. Returns
+        how many transitions were overwritten."""
+        overwritten = int(np.count_nonzero(self._valid[written]))
+        self._count += len(emitted) - overwritten
         self._valid[written] = False
         self._valid[emitted] = True
+        return overwritten
+
+    def _derive(self) -> None:
+        """The per-step index state that follows from pointer and pending (after __init__ or a load)."""
+        n = self.n_step  # c = 0: the last S_t and the starts d back before it, at slots pointer − 1 − d
+        self._newest = 0
+        self._recent[:n] = self._first_row + (self._pointer - 1 - self._window[:, None]) % self.slots
+        self._recent[n:] = self._recent[:n]
+        self._windows_full = bool(np.all(self._pending == self.n_step - 1))
 
     # ------------------------------------------------------------------ sampling
-    def sample(self, batch_size: int) -> Batch:
-        """B transitions drawn uniformly with replacement."""
+    def sample(self, batch_size: int, batches: int = 1) -> Batch:
+        """B transitions drawn uniformly with replacement; `batches` minibatches of B at once as one
+        Batch of batches · B rows (independent draws: the same as `batches` calls; Batch.split(B))."""
         self._check_batch_size(batch_size)
-        indices = self._uniform_indices(batch_size)
+        indices = self._uniform_indices(batch_size * _check_int("batches", batches, 1))
         return self._gather(indices, None)
 
     def transitions(self) -> Batch:
@@ -333,11 +389,11 @@ class ReplayBuffer:
         """Uniform replay keeps no priorities."""
 
     # ------------------------------------------------------------------ checks
-    def _check_array(self, name: str, value, shape: tuple[int, ...]) -> np.ndarray:
-        array = np.asarray(value)
-        if array.shape != shape:
-            raise ValueError(f"{name} has shape {array.shape}; expected {shape} (n_envs={self.n_envs})")
-        return array
+    def _raise_shape_error(self, shapes: tuple[tuple[int, ...], ...]) -> None:
+        names = ("obs", "next_obs", "actions", "rewards", "terminated", "truncated")
+        for name, shape, expected in zip(names, shapes, self._step_shapes):
+            if shape != expected:
+                raise ValueError(f"{name} has shape {shape}; expected {expected} (n_envs={self.n_envs})")
 
     def _check_batch_size(self, batch_size: int) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not (
@@ -385,6 +441,7 @@ class ReplayBuffer:
             np.copyto(array, stored)
         self._count = int(state["count"])
         self._filled = int(state["filled"])
+        self._derive()
         self._rng.bit_generator.state = {
             "bit_generator": "PCG64",
             "state": {"state": int(state["rng_state"]), "inc": int(state["rng_inc"])},
@@ -442,15 +499,18 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             raise ValueError(f"progress={progress!r} must be a number ≥ 0")
         self.set_beta(self.beta0 + min(float(progress), 1.0) * (1.0 - self.beta0))
 
-    def _commit(self, written: np.ndarray, emitted: np.ndarray) -> None:
-        super()._commit(written, emitted)
-        cleared = written[~self._valid[written]]  # overwritten and not re-emitted: priority 0
-        values = np.zeros(len(cleared) + len(emitted))
-        values[len(cleared) :] = self.max_priority**self.alpha
-        self._tree.update(np.concatenate([cleared, emitted]), values)
+    def _commit(self, written: np.ndarray, emitted: np.ndarray) -> int:
+        overwritten = super()._commit(written, emitted)
+        if overwritten:  # p = 0 where no transition starts now (other rows without one hold 0 already) …
+            self._tree.update(written, 0.0)
+        self._tree.update(emitted, self.max_priority**self.alpha)  # … and the largest p for new ones
+        return overwritten
 
-    def sample(self, batch_size: int) -> Batch:
-        """B transitions drawn ∝ p^α (stratified), with importance weights w."""
+    def sample(self, batch_size: int, batches: int = 1) -> Batch:
+        """B transitions drawn ∝ p^α (stratified), with importance weights w. One minibatch per call:
+        the priorities change after each update."""
+        if batches != 1:
+            raise ValueError(f"batches={batches!r}: prioritized replay samples one minibatch at a time")
         self._check_batch_size(batch_size)
         total = self._tree.total
         u = (np.arange(batch_size) + self._rng.random(batch_size)) * (total / batch_size)

@@ -5,6 +5,7 @@ S_{t+k} can be read back and checked against the hand computation."""
 from __future__ import annotations
 
 import io
+import math
 import re
 
 import numpy as np
@@ -121,45 +122,77 @@ def test_two_envs_interleave_with_their_own_windows():
     assert len(buffer) == 6
 
 
-def test_matches_a_plain_python_reference_through_wrap_around():
-    """Random episodes, 3 envs, n = 3, a ring that wraps many times: the stored transitions are
-    exactly the reference's newest ones, those whose row has not been written over. Rows per env:
-    capacity / n_envs + n_step; each step writes S_t and S_{t+1}; an episode end keeps S_{t+1}'s row."""
-    n_envs, n_step, gamma, capacity = 3, 3, 0.8, 24
-    slots = capacity // n_envs + n_step
-    buffer = ReplayBuffer(capacity, (1,), n_envs=n_envs, n_step=n_step, gamma=gamma, seed=1)
-    rng = np.random.default_rng(0)
+@pytest.mark.parametrize("n_envs, n_step", [(1, 1), (1, 3), (1, 5), (3, 1), (3, 3), (3, 5), (8, 1), (8, 3), (8, 5)])
+@pytest.mark.parametrize("kind", [ReplayBuffer, PrioritizedReplayBuffer])
+def test_matches_a_plain_python_reference_through_wrap_around(kind, n_envs, n_step):
+    """Random episodes in phases of rare to frequent ends (terminations and truncations), a ring
+    that wraps many times, a state_dict round trip half-way: after every few steps the stored
+    transitions are exactly the reference's newest ones, those whose row has not been written over
+    (rows per env: ⌈capacity / n_envs⌉ + n_step; each step writes S_t and S_{t+1}; an episode end
+    keeps S_{t+1}'s row). Steps without an end where every window is full (each env emits its
+    oldest start) and all the others (flushes, windows filling) are both exercised."""
+    gamma, capacity, steps = 0.8, 5 * n_envs + 2, 600
+    slots = math.ceil(capacity / n_envs) + n_step
+    make = lambda: kind(capacity, (1,), n_envs=n_envs, n_step=n_step, gamma=gamma, seed=1)  # noqa: E731
+    buffer = make()
+    rng = np.random.default_rng(10 * n_envs + n_step)
     labels = iter(range(1, 10**6))
     obs = [next(labels) for _ in range(n_envs)]
     waiting = [[] for _ in range(n_envs)]  # [S, A, [R…], row] of starts not yet emitted
-    emitted = [[] for _ in range(n_envs)]  # (row, transition)
+    emitted = [[] for _ in range(n_envs)]  # (row, (S_t, A_t, G, S_{t+k}, discount))
     row = [0] * n_envs  # the row S_t goes to (rows are numbered without wrapping)
     newest = [0] * n_envs
-    for _ in range(400):
+    kinds_of_step = {"common": 0, "other": 0}
+    for t in range(steps):
+        end_probability = [0.0, 0.02, 0.1, 0.4][t // 50 % 4]
         actions = rng.integers(0, 4, n_envs)
-        rewards = rng.integers(-3, 4, n_envs).astype(float)
-        terminated = rng.random(n_envs) < 0.08
-        truncated = ~terminated & (rng.random(n_envs) < 0.08)
+        rewards = rng.normal(0.0, 3.0, n_envs)  # float64, stored as float32
+        terminated = rng.random(n_envs) < end_probability
+        truncated = ~terminated & (rng.random(n_envs) < end_probability)
         next_obs = [next(labels) for _ in range(n_envs)]
+        common = not (terminated | truncated).any() and all(len(w) == n_step - 1 for w in waiting)
+        kinds_of_step["common" if common else "other"] += 1
         step(buffer, obs, actions, rewards, next_obs, terminated, truncated)
         for e in range(n_envs):
             waiting[e].append([obs[e], int(actions[e]), [], row[e]])
             for start in waiting[e]:
-                start[2].append(rewards[e])
+                start[2].append(float(np.float32(rewards[e])))
             done = terminated[e] or truncated[e]
             while waiting[e] and (done or len(waiting[e][0][2]) == n_step):
                 s, a, rs, start_row = waiting[e].pop(0)
                 G = sum(gamma**j * r for j, r in enumerate(rs))
                 discount = 0.0 if terminated[e] else gamma ** len(rs)
-                emitted[e].append((start_row, (float(s), a, round(G, 5), float(next_obs[e]), round(discount, 6))))
+                emitted[e].append((start_row, (float(s), a, G, float(next_obs[e]), discount)))
             newest[e] = row[e] + 1  # the last row written: this step's S_{t+1}
             row[e] += 2 if done else 1
             obs[e] = next(labels) if done else next_obs[e]  # the reset observation after an end
-    expected = []
-    for e in range(n_envs):
-        expected += [t for start_row, t in emitted[e] if start_row > newest[e] - slots]
-    assert sorted(rows(buffer.transitions())) == sorted(expected)
-    assert len(buffer) == len(expected) > capacity // 2
+        if t == steps // 2:  # carry on with a copy restored from a checkpoint
+            restored = make()
+            restored.load_state_dict(buffer.state_dict())
+            buffer = restored
+        if t % 7 == 0 or t == steps - 1:
+            expected = {}
+            for e in range(n_envs):
+                kept = [transition for start_row, transition in emitted[e] if start_row > newest[e] - slots]
+                expected.update({label: rest for label, *rest in kept})
+            stored = buffer.transitions()
+            assert len(buffer) == len(stored.obs) == len(expected)
+            columns = (stored.obs[:, 0], stored.actions, stored.rewards, stored.next_obs[:, 0], stored.discounts)
+            for s, a, g, s2, d in zip(*(column.tolist() for column in columns)):
+                a_ref, g_ref, s2_ref, d_ref = expected[s]
+                assert (a, s2) == (a_ref, s2_ref) and g == pytest.approx(g_ref, rel=1e-5, abs=1e-5)
+                assert d == pytest.approx(d_ref, rel=1e-6), (s, d, d_ref)
+            if kind is PrioritizedReplayBuffer:  # new transitions get p > 0, every other row 0
+                priorities = buffer._tree.values
+                np.testing.assert_array_equal(priorities > 0, buffer._valid)
+                assert buffer._tree.total == pytest.approx(priorities.sum(), rel=1e-9)
+                assert buffer._tree.min == (priorities[priorities > 0].min() if len(buffer) else np.inf)
+            if len(buffer):  # samples come from the stored transitions only, next_obs included
+                batch = buffer.sample(min(len(buffer), 16))
+                for s, s2 in zip(batch.obs[:, 0].tolist(), batch.next_obs[:, 0].tolist()):
+                    assert expected[s][2] == s2
+    assert len(buffer) > capacity // 2
+    assert min(kinds_of_step.values()) > 20, kinds_of_step
 
 
 # ---------------------------------------------------------------------------- sampling
