@@ -29,8 +29,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from approximators.backprop import backprop, flatten_parameters
 from approximators.networks import q_network
 from dqn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from dqn.config import DQNConfig, replace
@@ -84,7 +84,14 @@ class DQN:
         self.q = q_network(config.q_network, self.obs_shape, self.n_actions, config.hidden,
                            config.activation, config.dueling).to(self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
-        self.parameters = list(self.q.parameters())
+        # w and w⁻ as one flat vector each (the modules' parameters become views): the optimiser step,
+        # the gradient clip and the target update are one operation each. ∇L(w) lives in w.grad.
+        w, grad = flatten_parameters(self.q)
+        self.w = torch.nn.Parameter(w)
+        self.w.grad = grad
+        self.w_target = flatten_parameters(self.q_target)[0]
+        # forward(x) and backward(ε = ∂L/∂q̂): by hand for MLPs (the lecture's backprop), autograd otherwise
+        self.online, self.target = backprop(self.q), backprop(self.q_target)
         self.optimizer = self._make_optimizer()
         buffer_kwargs = dict(capacity=config.buffer_size, obs_shape=self.obs_shape, obs_dtype=obs_dtype,
                              n_envs=self.n_envs, n_step=config.n_step, gamma=config.gamma,
@@ -117,65 +124,85 @@ class DQN:
         self._eval_envs: gym.vector.VectorEnv | None = None
 
     # ------------------------------------------------------------------ the update
-    def update(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One gradient step on a minibatch. Returns (loss, |δ|, mean q̂(S, A), ‖∇L‖₂), all on the device."""
+    def targets(self, batch: Batch) -> torch.Tensor:
+        """The TD targets y = r^(n) + γ^n q̂(S', a*, w⁻) of a minibatch (no gradient flows through them)."""
         with torch.no_grad():
-            q_next_target = self.q_target(batch.next_obs)  # q̂(S', ·, w⁻), S' = S_{t+n}
+            q_next_target = self.target.forward(batch.next_obs)  # q̂(S', ·, w⁻), S' = S_{t+n}
             if self.config.double_q:  # Double DQN: the online network picks a*, the target network values it
-                next_actions = self.q(batch.next_obs).argmax(dim=1, keepdim=True)  # a* = argmax_a q̂(S', a, w)
+                next_actions = self.online.forward(batch.next_obs).argmax(dim=1, keepdim=True)  # a* = argmax_a q̂(S', a, w)
             else:  # DQN: a* = argmax_a q̂(S', a, w⁻)
                 next_actions = q_next_target.argmax(dim=1, keepdim=True)
             next_value = q_next_target.gather(1, next_actions).squeeze(1)  # q̂(S', a*, w⁻)
             # y = r^(n) + γ^n q̂(S', a*, w⁻); discounts = γ^n, or 0 if the episode terminated within the n steps
             # (a time-limit truncation keeps its γ^n: the state was not terminal, so we bootstrap).
-            y = batch.rewards + batch.discounts * next_value
-        q_taken = self.q(batch.obs).gather(1, batch.actions.unsqueeze(1)).squeeze(1)  # q̂(S, A, w)
-        # ℓ(δ), δ = y − q̂(S, A, w): ½ δ² (mse) or Huber: ½ δ² for |δ| ≤ 1, |δ| − ½ beyond. Either way
-        # ∂ℓ/∂w = −clip(δ) ∇q̂(S, A, w), so one SGD step is w ← w + α δ ∇q̂ (semi-gradient Q-learning).
-        if self.config.prioritized:  # L = mean_i ω_i ℓ(δ_i), ω = importance-sampling weights
-            loss = (batch.weights * self.td_loss(q_taken, y, reduction="none")).mean()
-        else:  # uniform replay: ω = 1, L = mean_i ℓ(δ_i) in one call
-            loss = self.td_loss(q_taken, y, reduction="mean")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.config.max_grad_norm or math.inf, foreach=True)
-        self.optimizer.step()
-        q_taken = q_taken.detach()
-        return loss.detach(), (y - q_taken).abs(), q_taken.mean(), grad_norm
+            return batch.rewards + batch.discounts * next_value
 
-    def td_loss(self, q_taken: torch.Tensor, y: torch.Tensor, reduction: str) -> torch.Tensor:
-        """ℓ(δ) with δ = y − q̂(S, A, w), per sample (reduction "none") or averaged ("mean")."""
+    def update(self, batch: Batch, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One gradient step on a minibatch, towards targets y (default: `targets(batch)`).
+        Returns (loss, |δ|, mean q̂(S, A), ‖∇L‖₂), all on the device."""
+        y = self.targets(batch) if y is None else y
+        q = self.online.forward(batch.obs)  # q̂(S, ·, w), kept for the backward pass
+        actions = batch.actions.unsqueeze(1)
+        q_taken = q.gather(1, actions).squeeze(1)  # q̂(S, A, w)
+        delta = y - q_taken  # δ = y − q̂(S, A, w)
+        # L = Σ_i ω_i ℓ(δ_i) / B, ω = importance-sampling weights (1 for uniform replay). y is a fixed target
+        # (semi-gradient), so ∂L/∂q̂(S_i, A_i) = −ω_i ℓ'(δ_i) / B and ∂L/∂q̂(S_i, a) = 0 for a ≠ A_i:
+        # that is the output error ε^(out) backpropagated into ∇L(w) = −Σ_i ω_i ℓ'(δ_i) ∇q̂(S_i, A_i, w) / B.
+        losses, dloss = self.td_loss(delta)
+        weights = batch.weights / len(delta) if self.config.prioritized else 1.0 / len(delta)
+        eps = torch.zeros_like(q).scatter_(1, actions, (-weights * dloss).unsqueeze(1))
+        self.online.backward(eps)  # w.grad ← ∇L(w)
+        grad_norm = torch.linalg.vector_norm(self.w.grad)  # ‖∇L‖₂, clipped to max_grad_norm if set (0 = off)
+        if self.config.max_grad_norm:
+            self.w.grad.mul_(torch.clamp(self.config.max_grad_norm / (grad_norm + 1e-6), max=1.0))
+        self.optimizer.step()  # Adam, or SGD: w ← w − α ∇L(w)
+        loss = (weights * losses).sum() if self.config.prioritized else losses.mean()
+        return loss, delta.abs(), q_taken.mean(), grad_norm
+
+    def td_loss(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ℓ(δ) and ℓ'(δ) per sample: "mse" ½ δ² and δ; "huber" ½ δ² and δ for |δ| ≤ 1, |δ| − ½ and sign δ
+        beyond — both as c (δ − c/2) and c with c = clip(δ, −1, 1)."""
         if self.config.loss == "mse":
-            return 0.5 * F.mse_loss(q_taken, y, reduction=reduction)
-        return F.huber_loss(q_taken, y, reduction=reduction, delta=1.0)
+            return 0.5 * delta * delta, delta
+        clipped = delta.clamp(-1.0, 1.0)
+        return clipped * (delta - 0.5 * clipped), clipped
 
     def update_target(self) -> None:
         """w⁻ ← τ w + (1 − τ) w⁻ (Polyak); τ = 1 is the hard copy w⁻ ← w of Mnih et al."""
         with torch.no_grad():
-            target, online = list(self.q_target.parameters()), self.parameters
             if self.config.tau == 1.0:
-                torch._foreach_copy_(target, online)
+                self.w_target.copy_(self.w)
             else:
-                torch._foreach_lerp_(target, online, self.config.tau)
+                self.w_target.lerp_(self.w, self.config.tau)
             for target_buffer, buffer in zip(self.q_target.buffers(), self.q.buffers()):
                 target_buffer.copy_(buffer)
 
     def train(self, beta: float) -> None:
-        """gradient_steps updates on minibatches from the replay buffer; priorities ← |δ|."""
-        if self.config.prioritized:
+        """gradient_steps updates on minibatches from the replay buffer; priorities ← |δ|.
+
+        Uniform replay draws all minibatches of the round at once (independent uniform draws: the same
+        distribution). No update of the round changes w⁻, so DQN's targets for all of them come from
+        one forward pass; Double DQN's a* = argmax_a q̂(S', a, w) moves with every update, so its
+        targets are computed per minibatch, as are prioritized replay's samples (priorities change).
+        """
+        config, size = self.config, self.config.batch_size
+        if config.prioritized:
             self.replay.set_beta(beta)
-        for _ in range(self.config.gradient_steps):
-            batch = self.replay.sample(self.config.batch_size)
-            loss, td_abs, q_mean, grad_norm = self._update_step(batch)
-            if self.config.prioritized:  # the sum-tree lives on the host: this syncs anyway, so check δ here
-                td_abs = td_abs.cpu()
-                if not torch.isfinite(td_abs).all():
-                    self._check_finite(math.nan, q_mean.item(), grad_norm.item())
-                self.replay.update_priorities(batch.indices, td_abs)
-            # Accumulated on the device, read at the next log: no synchronisation here.
-            self._stats += torch.stack((loss, q_mean, grad_norm))
-            self._stats_count += 1
-            self.updates += 1
+        at_once = 1 if config.prioritized else config.gradient_steps
+        for _ in range(config.gradient_steps // at_once):
+            batch = self.replay.sample(size, batches=at_once)
+            y = None if config.double_q else self.targets(batch)
+            for k, minibatch in enumerate(batch.split(size)):
+                loss, td_abs, q_mean, grad_norm = self._update_step(minibatch, None if y is None else y[k * size:(k + 1) * size])
+                if config.prioritized:  # the sum-tree lives on the host: this syncs anyway, so check δ here
+                    td_abs = td_abs.cpu()
+                    if not torch.isfinite(td_abs).all():
+                        self._check_finite(math.nan, q_mean.item(), grad_norm.item())
+                    self.replay.update_priorities(minibatch.indices, td_abs)
+                # Accumulated on the device, read at the next log: no synchronisation here.
+                self._stats += torch.stack((loss, q_mean, grad_norm))
+                self._stats_count += 1
+                self.updates += 1
 
     # ------------------------------------------------------------------ acting
     def act(self, epsilon: float) -> tuple[np.ndarray, np.ndarray | None]:
@@ -188,7 +215,7 @@ class DQN:
         if self.device.type != "cpu":
             self._obs_tensor.copy_(torch.from_numpy(self._obs), non_blocking=True)
         with torch.inference_mode():
-            q_values = self.q(self._obs_tensor).float().cpu().numpy()  # (N, |A|)
+            q_values = self.online.forward(self._obs_tensor).float().cpu().numpy()  # (N, |A|)
         actions = q_values.argmax(axis=1)
         if explore.any():
             actions = np.where(explore, self.rng.integers(self.n_actions, size=self.n_envs), actions)
@@ -332,7 +359,7 @@ class DQN:
         """Divergence guard: a non-finite loss, Q-value or parameter stops training (DivergenceError)."""
         bad = [name for name, value in (("loss", loss), ("Q-value", q_mean), ("gradient norm", grad_norm))
                if not math.isfinite(value)]
-        if not all(torch.isfinite(p).all() for p in self.parameters):
+        if not torch.isfinite(self.w).all():
             bad.append("parameter")
         if bad:
             kept = f"last good checkpoint: {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint was written"
@@ -497,11 +524,11 @@ class DQN:
         """Adam, fused into one kernel where torch supports it (else foreach), or plain SGD."""
         lr = self.config.learning_rate
         if self.config.optimizer == "sgd":
-            return torch.optim.SGD(self.parameters, lr=lr)
+            return torch.optim.SGD([self.w], lr=lr)
         try:
-            return torch.optim.Adam(self.parameters, lr=lr, fused=True)
+            return torch.optim.Adam([self.w], lr=lr, fused=True)
         except (RuntimeError, TypeError):
-            return torch.optim.Adam(self.parameters, lr=lr, foreach=True)
+            return torch.optim.Adam([self.w], lr=lr, foreach=True)
 
 
 # ---------------------------------------------------------------------- helpers

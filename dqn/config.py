@@ -48,18 +48,18 @@ class DQNConfig:
     activation: str = "relu"
     dueling: bool = False
     # ------------------------------------------------------------ learning
-    learning_rate: float = 2e-3  # α
+    learning_rate: float = 3e-3  # α
     optimizer: str = "adam"  # adam (fused where supported) | sgd (plain: w ← w − α ∇L)
     loss: str = "huber"  # huber (δ clipped to [−1, 1] in the gradient) | mse (½ δ², gradient −δ ∇q̂)
     max_grad_norm: float = 10.0  # clip ‖∇L‖₂ to this; 0 turns clipping off
     gamma: float = 0.99  # γ
     batch_size: int = 64
-    train_freq: int = 1  # environment steps between training rounds
+    train_freq: int = 2  # environment steps between training rounds
     gradient_steps: int = 1  # gradient steps per training round
     learning_starts: int = 1_000  # environment steps of pure collection before the first update
     double_q: bool = True  # y uses argmax of the online network, evaluated by the target network
     # ------------------------------------------------------------ target network w⁻
-    target_update_interval: int = 500  # environment steps between target updates
+    target_update_interval: int = 100  # environment steps between target updates
     tau: float = 1.0  # w⁻ ← τ w + (1 − τ) w⁻ at each target update; 1 = hard copy
     # ------------------------------------------------------------ replay
     buffer_size: int = 100_000
@@ -70,7 +70,7 @@ class DQNConfig:
     priority_eps: float = 1e-6  # p_i = |δ_i| + ε
     # ------------------------------------------------------------ exploration: ε-greedy, linear schedule
     exploration_initial: float = 1.0
-    exploration_final: float = 0.05
+    exploration_final: float = 0.01
     exploration_fraction: float = 0.1  # of total_timesteps over which ε decays (5,000 steps by default)
     # ------------------------------------------------------------ evaluation, logging, checkpoints
     eval_interval: int = 2_500  # environment steps between greedy evaluations; 0 = none

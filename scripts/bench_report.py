@@ -155,12 +155,13 @@ def markdown(results: dict[str, dict]) -> str:
     if floors:
         lines += ["", "## Floor (one thread; best of 3 timings)", "",
                   "| preset | env step µs | vector env (N=1) µs | vector env (N=8) µs per env | act (batch 1) µs | "
-                  "update fused Adam µs | update default Adam µs | updates / env step | floor SPS |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "update fused Adam µs | update default Adam µs | update qapprox µs | updates / env step | floor SPS |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for name, f in floors.items():
             lines.append(f"| {name} | {f['env_step'] * 1e6:.1f} | {f['vector_env_step_n1'] * 1e6:.1f} | "
                          f"{f['vector_env_step_n8'] * 1e6:.1f} | {f['act_batch1'] * 1e6:.1f} | {f['update_fused_adam'] * 1e6:.0f} | "
-                         f"{f['update_default_adam'] * 1e6:.0f} | {f['updates_per_env_step']:.3g} | {f['floor_sps']:,.0f} |")
+                         f"{f['update_default_adam'] * 1e6:.0f} | {_number(f.get('update_qapprox', math.nan) * 1e6)} | "
+                         f"{f['updates_per_env_step']:.3g} | {f['floor_sps']:,.0f} |")
     if runs:
         lines += ["", "## Targets (medians)", "", "| target | goal | measured | met |", "|---|---|---|---|"]
         for t in targets(summarise(runs), floors):

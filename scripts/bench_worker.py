@@ -23,7 +23,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from dqn.config import DQNConfig, preset
+from dqn.config import DQNConfig, preset, replace
 from scripts._cli import ArgumentParser, run, set_threads
 
 EVAL_SEED = 1_000_000  # greedy evaluation envs are seeded EVAL_SEED + i on every side
@@ -229,15 +229,35 @@ def floor(config: DQNConfig, iterations: int) -> dict[str, float]:
         "act_batch1": per_call(act, iterations),
         "update_fused_adam": per_call(update(torch.optim.Adam(parameters, lr=config.learning_rate, fused=True)), update_iterations),
         "update_default_adam": per_call(update(torch.optim.Adam(parameters, lr=config.learning_rate)), update_iterations),
+        "update_qapprox": qapprox_update_seconds(config, update_iterations),
     }
     # Updates the run makes: gradient_steps at each multiple of train_freq in (learning_starts, total].
     total = config.total_timesteps
     rounds = total // config.train_freq - min(config.learning_starts, total) // config.train_freq
     updates_per_step = config.gradient_steps * rounds / total
     result["updates_per_env_step"] = updates_per_step
-    result["floor_step"] = result["env_step"] + result["act_batch1"] + updates_per_step * result["update_fused_adam"]
+    # The floor takes the cheaper bare update: autograd + fused Adam, or qapprox's own (by hand, flat w).
+    cheapest_update = min(result["update_fused_adam"], result["update_qapprox"])
+    result["floor_step"] = result["env_step"] + result["act_batch1"] + updates_per_step * cheapest_update
     result["floor_sps"] = 1.0 / result["floor_step"]
     return result
+
+
+def qapprox_update_seconds(config: DQNConfig, iterations: int) -> float:
+    """qapprox's DQN.update on one fixed minibatch, bare: what the loop costs beyond is its overhead."""
+    from dqn.agent import DQN
+    from dqn.replay import Batch
+
+    agent = DQN(replace(config, {"buffer_size": config.batch_size, "total_timesteps": 0}))
+    generator = torch.Generator().manual_seed(1)
+    B = config.batch_size
+    batch = Batch(obs=torch.randn((B, *agent.obs_shape), generator=generator),
+                  actions=torch.randint(agent.n_actions, (B,), generator=generator), rewards=torch.ones(B),
+                  next_obs=torch.randn((B, *agent.obs_shape), generator=generator),
+                  discounts=torch.full((B,), config.gamma), weights=torch.ones(B), indices=torch.arange(B))
+    seconds = per_call(lambda: agent.update(batch), iterations)
+    agent.close()
+    return seconds
 
 
 # ---------------------------------------------------------------------- entry point

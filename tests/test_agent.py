@@ -132,6 +132,29 @@ def test_target_is_copied_every_C_environment_steps():
     assert all(torch.equal(p, q) for p, q in zip(agent.q.parameters(), agent.q_target.parameters()))
 
 
+@pytest.mark.parametrize("double_q", [False, True])
+def test_a_training_round_equals_its_updates_one_at_a_time(double_q):
+    # train() draws the round's minibatches in one sample and, for DQN, values all their S' in one forward
+    # pass of w⁻ (which no update of the round changes): the same as updating one minibatch at a time.
+    config = DQNConfig(**{**QUIET, "hidden": (16, 16), "batch_size": 8, "train_freq": 5, "gradient_steps": 5,
+                          "n_step": 1, "double_q": double_q, "learning_rate": 0.01, "learning_starts": 20})
+    batched, one_by_one = DQN(config).learn(40), DQN(config).learn(40)
+    assert torch.equal(batched.w, one_by_one.w) and torch.equal(batched.w_target, one_by_one.w_target)
+    batched.update_target()  # a target unlike w, so that using w in its place would show
+    drawn = []
+    sample = batched.replay.sample
+    batched.replay.sample = lambda *args, **kwargs: drawn.append(sample(*args, **kwargs)) or drawn[-1]
+    batched.train(1.0)
+    (batch,) = drawn  # one draw of 5 minibatches of 8
+    assert len(batch.actions) == 40
+    one_by_one.update_target()
+    for minibatch in batch.split(8):
+        one_by_one.update(minibatch)
+    assert batched.updates - one_by_one.updates == 5
+    torch.testing.assert_close(batched.w, one_by_one.w, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(batched.w, batched.w_target)  # the round moved w
+
+
 # -------------------------------------------------------------- the tabular special case
 class Recorder(gym.Wrapper):
     """Records (s, a, r, s', terminated) with s the one-hot index."""
@@ -192,7 +215,7 @@ def test_quiz9_q1_dqn_approximates_action_values_with_a_deep_network():
 
 # -------------------------------------------------------------- learning, reproducibility, save / load
 def test_training_smoke_cartpole_learns_within_seconds():
-    config = DQNConfig(**{**QUIET, "learning_starts": 500, "total_timesteps": 4_000, "hidden": (64, 64),
+    config = DQNConfig(**{**QUIET, "learning_starts": 500, "total_timesteps": 4_000, "hidden": (64, 64), "train_freq": 1,
                           "learning_rate": 2e-3, "exploration_fraction": 0.5, "seed": 1})
     agent = DQN(config).learn()
     returns = agent.evaluate(10)
@@ -216,7 +239,7 @@ def test_save_load_same_greedy_actions_and_counters(tmp_path):
     loaded = DQN.load(path)
     obs = np.random.default_rng(0).normal(size=(256, 4)).astype(np.float32)
     np.testing.assert_array_equal(loaded.predict(obs), agent.predict(obs))
-    assert (loaded.global_step, loaded.episodes, loaded.updates) == (400, agent.episodes, 300)
+    assert (loaded.global_step, loaded.episodes, loaded.updates) == (400, agent.episodes, 150)  # an update every 2nd step after 100
     assert loaded.config == agent.config
     for a, b in zip(agent.optimizer.state_dict()["state"].values(), loaded.optimizer.state_dict()["state"].values()):
         assert torch.equal(a["exp_avg"], b["exp_avg"])
