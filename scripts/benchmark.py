@@ -13,8 +13,9 @@ from whichever of those files exist, so suites run separately compose):
   cleanrl  CleanRL's dqn.py at its defaults, and qapprox with --preset cleanrl-cartpole
 
 Each training run is a subprocess of its own; per seed the sides alternate (qapprox, baseline, …) so
-drift of this shared machine hits both. qapprox runs on one thread. A baseline runs on each setting of
---baseline-threads on the first seed ("default" = torch's own choice) and on the faster one after.
+drift of this shared machine hits both. Each side runs at each of its thread settings on the first seed
+(--qapprox-threads, default 1; --baseline-threads, default "1,default" = torch's own choice) and at
+its faster one after.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default: 0,1,2,3,4)")
     parser.add_argument("--steps", type=int, help="environment steps per training run (default: each preset's own)")
     parser.add_argument("--baseline-threads", default="1,default", help="thread settings tried for SB3 and CleanRL on the first seed")
+    parser.add_argument("--qapprox-threads", default="1", help="thread settings tried for qapprox on the first seed (e.g. 1,2)")
     parser.add_argument("--eval-episodes", type=int, default=20, help="greedy evaluation episodes after training")
     parser.add_argument("--floor-iterations", type=int, default=20_000, help="env steps and forward passes timed by the floor")
     parser.add_argument("--cleanrl-version", default="1.2.0")
@@ -112,9 +114,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         raise ValueError(f"seeds={args.seeds!r} must be comma-separated integers, e.g. 0,1,2") from None
     if not args.seed_list:
         raise ValueError("seeds='' names no seed; e.g. --seeds 0,1,2")
-    args.thread_list = [t.strip() for t in args.baseline_threads.split(",") if t.strip()]
-    if not args.thread_list or any(t != "default" and not (t.isdigit() and int(t) >= 1) for t in args.thread_list):
-        raise ValueError(f"baseline-threads={args.baseline_threads!r} must list positive integers or 'default'")
+    args.thread_lists = {}  # side → thread settings probed on the first seed
+    for kind, text in (("baseline", args.baseline_threads), ("qapprox", args.qapprox_threads)):
+        settings = [t.strip() for t in text.split(",") if t.strip()]
+        if not settings or any(t != "default" and not (t.isdigit() and int(t) >= 1) for t in settings):
+            raise ValueError(f"{kind}-threads={text!r} must list positive integers or 'default'")
+        args.thread_lists[kind] = settings
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"steps={args.steps} must be ≥ 1")
     if os.sep in args.cleanrl_python:  # CleanRL runs in a temporary working directory
@@ -169,26 +174,26 @@ def measure(args: argparse.Namespace, out_dir: Path, command: str) -> None:
                                     f"{args.cleanrl_python} ({bench_cleanrl.versions(args.cleanrl_python)})")
 
     results = {suite: {**common, "suite": suite, "notes": notes[suite], "runs": [], "thread_probe": []} for suite in training}
-    chosen: dict[str, str] = {}  # baseline kind → its faster thread setting
+    chosen: dict[tuple[str, str], str] = {}  # (side, preset) → its faster thread setting
     for index, seed in enumerate(args.seed_list):
         for suite in training:
             for kind, preset_name in SIDES[suite]:
                 if kind == "cleanrl" and cleanrl_script is None:
                     continue
-                if kind == "qapprox":
-                    result = side(kind, preset_name, seed, "1", args, cleanrl_script)
-                elif index == 0:
-                    probes = [side(kind, preset_name, seed, threads, args, cleanrl_script) for threads in args.thread_list]
+                key = (kind, preset_name)
+                if index == 0:  # every side at each of its thread settings; the faster one for the other seeds
+                    settings = args.thread_lists["qapprox" if kind == "qapprox" else "baseline"]
+                    probes = [side(kind, preset_name, seed, threads, args, cleanrl_script) for threads in settings]
                     for probe in probes:
                         show(probe)
                     result = max(probes, key=lambda r: r["sps"])
-                    chosen[kind] = result["thread_setting"]
-                    results[suite]["thread_probe"] = [{k: v for k, v in p.items() if k != "episodes"} for p in probes]
-                    results[suite]["notes"].append(f"{kind} thread settings tried on seed {seed}: " + ", ".join(
-                        f"{p['thread_setting']} → {p['sps']:,.0f} SPS" for p in probes) + f"; used: {chosen[kind]}")
+                    chosen[key] = result["thread_setting"]
+                    if len(probes) > 1:
+                        results[suite]["thread_probe"] += [{k: v for k, v in p.items() if k != "episodes"} for p in probes]
+                        results[suite]["notes"].append(f"{kind} thread settings tried on seed {seed}: " + ", ".join(
+                            f"{p['thread_setting']} → {p['sps']:,.0f} SPS" for p in probes) + f"; used: {chosen[key]}")
                 else:
-                    result = side(kind, preset_name, seed, chosen[kind], args, cleanrl_script)
-                if kind == "qapprox" or index > 0:
+                    result = side(kind, preset_name, seed, chosen[key], args, cleanrl_script)
                     show(result)
                 results[suite]["runs"].append(result)
                 results[suite]["summary"] = bench_report.summarise(results[suite]["runs"])
