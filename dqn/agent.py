@@ -84,14 +84,7 @@ class DQN:
         self.q = q_network(config.q_network, self.obs_shape, self.n_actions, config.hidden,
                            config.activation, config.dueling).to(self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
-        # w and w⁻ as one flat vector each (the modules' parameters become views): the optimiser step,
-        # the gradient clip and the target update are one operation each. ∇L(w) lives in w.grad.
-        w, grad = flatten_parameters(self.q)
-        self.w = torch.nn.Parameter(w)
-        self.w.grad = grad
-        self.w_target = flatten_parameters(self.q_target)[0]
-        # forward(x) and backward(ε = ∂L/∂q̂): by hand for MLPs (the lecture's backprop), autograd otherwise
-        self.online, self.target = backprop(self.q), backprop(self.q_target)
+        self._flatten()
         self.optimizer = self._make_optimizer()
         buffer_kwargs = dict(capacity=config.buffer_size, obs_shape=self.obs_shape, obs_dtype=obs_dtype,
                              n_envs=self.n_envs, n_step=config.n_step, gamma=config.gamma,
@@ -122,6 +115,30 @@ class DQN:
         self._last_log = (0, time.perf_counter())  # (step, time) of the last log: SPS and the divergence check
         self._recent_returns: deque[float] = deque(maxlen=20)
         self._eval_envs: gym.vector.VectorEnv | None = None
+
+    def _flatten(self) -> None:
+        """w and w⁻ as one flat vector each, ∇L(w) in w.grad: the optimiser step, the gradient clip and the
+        target update are one operation each. The modules' parameters become views of them, so change
+        agent.q's weights in place (copy_, load_state_dict), never re-assign or move them (.to():
+        make a new agent for another device or dtype)."""
+        w, grad = flatten_parameters(self.q)
+        self.w = torch.nn.Parameter(w)
+        self.w.grad = grad
+        self.w_target = flatten_parameters(self.q_target)[0]
+        # forward(x) and backward(ε = ∂L/∂q̂): by hand for MLPs (the lecture's backprop), autograd otherwise
+        self.online, self.target = backprop(self.q), backprop(self.q_target)
+
+    def __deepcopy__(self, memo: dict) -> DQN:
+        """A deep copy whose parameters are views of its own w again (torch copies each one on its own)."""
+        clone = type(self).__new__(type(self))
+        memo[id(self)] = clone
+        for name, value in self.__dict__.items():
+            setattr(clone, name, copy.deepcopy(value, memo))
+        clone._flatten()
+        optimizer_state = clone.optimizer.state_dict()
+        clone.optimizer = clone._make_optimizer()
+        clone.optimizer.load_state_dict(optimizer_state)
+        return clone
 
     # ------------------------------------------------------------------ the update
     def targets(self, batch: Batch) -> torch.Tensor:
@@ -502,7 +519,7 @@ class DQN:
         try:
             agent.q.load_state_dict(state["q"])
             agent.q_target.load_state_dict(state["q_target"])
-            agent.optimizer.load_state_dict(state["optimizer"])
+            agent.optimizer.load_state_dict(_flat_optimizer_state(state["optimizer"], list(agent.q.parameters())))
         except (RuntimeError, KeyError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {path} does not fit this network: {str(exc).splitlines()[0]}") from None
         if "replay" in state:
@@ -551,6 +568,21 @@ class _StopOnSigint:
     def __exit__(self, *exc) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+
+
+def _flat_optimizer_state(saved: dict[str, Any], parameters: list[torch.Tensor]) -> dict[str, Any]:
+    """An optimiser state kept per parameter tensor (checkpoints of qapprox before the flat w) as the
+    state of the one flat w: each per-parameter tensor (Adam's moments) flattened and concatenated in
+    parameter order, which is w's order; a state already flat passes through unchanged."""
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    if not groups or len(groups) != 1 or len(groups[0].get("params", ())) not in (1, len(parameters)):
+        return saved  # load_state_dict names what does not fit
+    per_tensor = [saved.get("state", {}).get(index) for index in groups[0]["params"]]
+    state = {}
+    if all(per_tensor):
+        state[0] = {key: torch.cat([entry[key].reshape(-1) for entry in per_tensor]) if key != "step" and
+                    torch.is_tensor(value) and value.dim() > 0 else value for key, value in per_tensor[0].items()}
+    return {"state": state, "param_groups": [{**groups[0], "params": [0]}]}
 
 
 def _progress(enabled: bool, start: int, total: int):

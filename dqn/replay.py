@@ -339,7 +339,7 @@ class ReplayBuffer:
     # ------------------------------------------------------------------ sampling
     def sample(self, batch_size: int, batches: int = 1) -> Batch:
         """B transitions drawn uniformly with replacement; `batches` minibatches of B at once as one
-        Batch of batches · B rows (independent draws: the same as `batches` calls; Batch.split(B))."""
+        Batch of batches · B rows (independent draws: distributed as `batches` calls; Batch.split(B))."""
         self._check_batch_size(batch_size)
         indices = self._uniform_indices(batch_size * _check_int("batches", batches, 1))
         return self._gather(indices, None)

@@ -160,7 +160,7 @@ def markdown(results: dict[str, dict]) -> str:
         for name, f in floors.items():
             lines.append(f"| {name} | {f['env_step'] * 1e6:.1f} | {f['vector_env_step_n1'] * 1e6:.1f} | "
                          f"{f['vector_env_step_n8'] * 1e6:.1f} | {f['act_batch1'] * 1e6:.1f} | {f['update_fused_adam'] * 1e6:.0f} | "
-                         f"{f['update_default_adam'] * 1e6:.0f} | {_number(f.get('update_qapprox', math.nan) * 1e6)} | "
+                         f"{f['update_default_adam'] * 1e6:.0f} | {_number(f['update_qapprox'] * 1e6 if 'update_qapprox' in f else None)} | "
                          f"{f['updates_per_env_step']:.3g} | {f['floor_sps']:,.0f} |")
     if runs:
         lines += ["", "## Targets (medians)", "", "| target | goal | measured | met |", "|---|---|---|---|"]

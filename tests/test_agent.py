@@ -3,6 +3,7 @@ as a special case, Quiz 9 question 1, a training smoke test, save/load, and bad 
 
 from __future__ import annotations
 
+import copy
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -153,6 +154,30 @@ def test_a_training_round_equals_its_updates_one_at_a_time(double_q):
     assert batched.updates - one_by_one.updates == 5
     torch.testing.assert_close(batched.w, one_by_one.w, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(batched.w, batched.w_target)  # the round moved w
+
+
+def test_a_deep_copy_trains_on_its_own_weights():
+    agent = DQN(DQNConfig(**{**QUIET, "hidden": (16, 16), "learning_starts": 50})).learn(100)
+    clone = copy.deepcopy(agent)
+    before = agent.w.detach().clone()
+    clone.learn(300)
+    assert torch.equal(agent.w, before)  # the original did not move …
+    assert not torch.equal(clone.w, before)  # … the copy did, through its own views
+    for p in clone.q.parameters():
+        assert clone.w.data_ptr() <= p.data_ptr() < clone.w.data_ptr() + clone.w.numel() * clone.w.element_size()
+    np.testing.assert_array_equal(clone.predict(np.zeros((3, 4), np.float32)),
+                                  clone.q(torch.zeros(3, 4)).argmax(1).numpy())
+
+
+@pytest.mark.parametrize("dueling", [False, True])
+def test_zero_grad_on_the_module_does_not_cut_the_gradient_off(dueling):
+    # model.zero_grad() sets .grad to None; the next backward must still land in w.grad.
+    agent = DQN(DQNConfig(**{**QUIET, "hidden": (16, 16), "dueling": dueling, "optimizer": "sgd",
+                             "learning_starts": 50})).learn(100)
+    agent.q.zero_grad()
+    before = agent.w.detach().clone()
+    agent.learn(200)
+    assert not torch.equal(agent.w, before) and agent.w.grad.abs().sum() > 0
 
 
 # -------------------------------------------------------------- the tabular special case

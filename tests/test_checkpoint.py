@@ -120,3 +120,23 @@ def test_refuses_to_save_non_finite_weights(tmp_path):
     with pytest.raises(DivergenceError, match="non-finite parameter"):
         agent.save(tmp_path / "a.ckpt")
     assert not (tmp_path / "a.ckpt").exists()
+
+
+def test_a_checkpoint_with_per_tensor_optimizer_state_loads_into_the_flat_w(tmp_path):
+    # qapprox before the flat w saved Adam's moments per parameter tensor; they load as one flat state.
+    agent = DQN(DQNConfig(**QUIET)).learn(120)
+    per_tensor = torch.optim.Adam([torch.nn.Parameter(p.detach().clone()) for p in agent.q.parameters()], lr=1e-3)
+    for p in per_tensor.param_groups[0]["params"]:
+        p.grad = torch.randn_like(p)
+    per_tensor.step()
+    state = agent.state_dict()
+    state["optimizer"] = per_tensor.state_dict()
+    path = save_checkpoint(tmp_path / "old.ckpt", state)
+    loaded = DQN.load(path)
+    moments = loaded.optimizer.state_dict()["state"][0]
+    expected = per_tensor.state_dict()["state"]
+    for key in ("exp_avg", "exp_avg_sq"):
+        torch.testing.assert_close(moments[key], torch.cat([expected[i][key].reshape(-1) for i in sorted(expected)]))
+    assert moments["exp_avg"].shape == loaded.w.shape
+    loaded.learn(200)  # and it trains on from there
+    assert torch.isfinite(loaded.w).all()
