@@ -40,6 +40,7 @@ from dqn.replay import Batch, PrioritizedReplayBuffer, ReplayBuffer
 from dqn.schedules import LinearSchedule
 
 # Fields that fix the network's shape or the task: a checkpoint only loads where they agree.
+ROUND_DRAW_BYTES = 32 * 2**20  # a training round samples its minibatches in draws of at most this many bytes of S, S'
 STRUCTURAL_FIELDS = ("env_id", "q_network", "hidden", "activation", "dueling")
 
 
@@ -205,9 +206,10 @@ class DQN:
         config, size = self.config, self.config.batch_size
         if config.prioritized:
             self.replay.set_beta(beta)
-        at_once = 1 if config.prioritized else config.gradient_steps
-        for _ in range(config.gradient_steps // at_once):
-            batch = self.replay.sample(size, batches=at_once)
+        # Minibatches per draw: all of the round, as far as their S and S' fit in ROUND_DRAW_BYTES (image stacks).
+        at_once = 1 if config.prioritized else max(1, min(config.gradient_steps, ROUND_DRAW_BYTES // (2 * size * self._obs[0].nbytes)))
+        for first in range(0, config.gradient_steps, at_once):
+            batch = self.replay.sample(size, batches=min(at_once, config.gradient_steps - first))
             y = None if config.double_q else self.targets(batch)
             for k, minibatch in enumerate(batch.split(size)):
                 loss, td_abs, q_mean, grad_norm = self._update_step(minibatch, None if y is None else y[k * size:(k + 1) * size])
@@ -224,8 +226,8 @@ class DQN:
     # ------------------------------------------------------------------ acting
     def act(self, epsilon: float) -> tuple[np.ndarray, np.ndarray | None]:
         """ε-greedy actions for all N envs from one forward pass; also q̂(S_t, A_t) of the chosen actions,
-        which only the logger's overestimation view reads: when every env explores and nothing logs, no
-        forward pass at all (q̂ None)."""
+        which only the logger's overestimation view reads (None when nothing logs; and when every env
+        explores and nothing logs, no forward pass at all)."""
         explore = self.rng.random(self.n_envs) < epsilon
         if self.logger is None and explore.all():
             return self.rng.integers(self.n_actions, size=self.n_envs), None
@@ -236,7 +238,7 @@ class DQN:
         actions = q_values.argmax(axis=1)
         if explore.any():
             actions = np.where(explore, self.rng.integers(self.n_actions, size=self.n_envs), actions)
-        return actions, q_values[np.arange(self.n_envs), actions]
+        return actions, None if self.logger is None else q_values[np.arange(self.n_envs), actions]
 
     @torch.inference_mode()
     def predict(self, obs: np.ndarray, deterministic: bool = True, epsilon: float = 0.05) -> np.ndarray:

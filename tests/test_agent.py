@@ -134,9 +134,13 @@ def test_target_is_copied_every_C_environment_steps():
 
 
 @pytest.mark.parametrize("double_q", [False, True])
-def test_a_training_round_equals_its_updates_one_at_a_time(double_q):
-    # train() draws the round's minibatches in one sample and, for DQN, values all their S' in one forward
-    # pass of w⁻ (which no update of the round changes): the same as updating one minibatch at a time.
+@pytest.mark.parametrize("draw_bytes, draws", [(None, [40]), (2 * 2 * 8 * 16, [16, 16, 8])])
+def test_a_training_round_equals_its_updates_one_at_a_time(double_q, draw_bytes, draws, monkeypatch):
+    # train() draws the round's minibatches at once (in draws of at most ROUND_DRAW_BYTES of S and S') and,
+    # for DQN, values all their S' in one forward pass of w⁻ (which no update of the round changes): the
+    # same as updating one minibatch at a time.
+    if draw_bytes is not None:  # CartPole's S is 16 bytes: room for 2 minibatches of 8 (S and S') per draw
+        monkeypatch.setattr("dqn.agent.ROUND_DRAW_BYTES", draw_bytes)
     config = DQNConfig(**{**QUIET, "hidden": (16, 16), "batch_size": 8, "train_freq": 5, "gradient_steps": 5,
                           "n_step": 1, "double_q": double_q, "learning_rate": 0.01, "learning_starts": 20})
     batched, one_by_one = DQN(config).learn(40), DQN(config).learn(40)
@@ -146,10 +150,9 @@ def test_a_training_round_equals_its_updates_one_at_a_time(double_q):
     sample = batched.replay.sample
     batched.replay.sample = lambda *args, **kwargs: drawn.append(sample(*args, **kwargs)) or drawn[-1]
     batched.train(1.0)
-    (batch,) = drawn  # one draw of 5 minibatches of 8
-    assert len(batch.actions) == 40
+    assert [len(batch.actions) for batch in drawn] == draws  # 5 minibatches of 8 in one draw, or 2 + 2 + 1
     one_by_one.update_target()
-    for minibatch in batch.split(8):
+    for minibatch in (part for batch in drawn for part in batch.split(8)):
         one_by_one.update(minibatch)
     assert batched.updates - one_by_one.updates == 5
     torch.testing.assert_close(batched.w, one_by_one.w, rtol=1e-5, atol=1e-6)
