@@ -4,6 +4,7 @@ S_{t+k} can be read back and checked against the hand computation."""
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 import re
@@ -260,6 +261,65 @@ def test_sum_tree_of_one_leaf():
     tree.update(np.array([0]), np.array([3.0]))
     assert tree.total == 3.0 and tree.find(np.array([0.0, 2.9])).tolist() == [0, 0]
 
+
+
+def naive_tree(values: np.ndarray, first_leaf: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sums and mins of every node, built bottom-up one node at a time from the padded leaves."""
+    sums = np.zeros(2 * first_leaf)
+    mins = np.full(2 * first_leaf, np.inf)
+    sums[first_leaf : first_leaf + len(values)] = values
+    mins[first_leaf : first_leaf + len(values)] = np.where(values > 0, values, np.inf)
+    for node in range(first_leaf - 1, 0, -1):
+        sums[node] = sums[2 * node] + sums[2 * node + 1]
+        mins[node] = min(mins[2 * node], mins[2 * node + 1])
+    return sums, mins
+
+
+@pytest.mark.parametrize("whole_level", [0, 4, SumTree.WHOLE_LEVEL])  # 0: every level follows the stale leaves
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 13, 64, 100, 1000, 5000])
+def test_sum_tree_equals_a_naive_rebuild_after_random_interleavings(size, whole_level, monkeypatch):
+    """After any interleaving of update() (arrays or one float, zeros included), set_values() and
+    reads, every node's sum and min equal a naive bottom-up rebuild, and find() equals a search of
+    the cumulative sums. Priorities are multiples of 1/4, so every sum, and every u − Σ in the
+    descent, is exact: the two searches must agree everywhere, on the boundaries Σ_{i<j} p_i too."""
+    monkeypatch.setattr(SumTree, "WHOLE_LEVEL", whole_level)
+    rng = np.random.default_rng(size + whole_level)
+    tree = SumTree(size)
+    values = np.zeros(size)
+    for _ in range(60):
+        action = rng.random()
+        if action < 0.05:
+            values = rng.integers(0, 9, size) / 4
+            tree.set_values(values)
+        elif action < 0.6:
+            indices = rng.choice(size, rng.integers(1, min(size, 200) + 1), replace=False)
+            value = float(rng.integers(0, 9) / 4) if rng.random() < 0.3 else rng.integers(0, 9, len(indices)) / 4
+            tree.update(indices, value)
+            values[indices] = value
+        else:  # a read (total, min or find) recomputes the stale ancestors first
+            (lambda: tree.total, lambda: tree.min, lambda: tree.find(np.zeros(1)))[rng.integers(3)]()
+            sums, mins = naive_tree(values, tree.first_leaf)
+            np.testing.assert_array_equal(tree.sums, sums)
+            np.testing.assert_array_equal(tree.mins, mins)
+            assert tree.total == values.sum() and tree.min == (values[values > 0].min() if values.any() else np.inf)
+            if values.any():
+                prefix = np.cumsum(values)
+                u = np.concatenate([[0.0], prefix[prefix < prefix[-1]], rng.random(200) * prefix[-1]])
+                np.testing.assert_array_equal(tree.find(u), np.searchsorted(prefix, u, side="right"))
+    np.testing.assert_array_equal(tree.values, values)
+
+
+def test_a_copied_sum_tree_updates_its_own_nodes():
+    """deepcopy copies each view on its own: a copy must still write through to its own tree."""
+    tree = SumTree(5000)
+    tree.update(np.arange(5000), 1.0)
+    clone = copy.deepcopy(tree)
+    clone.update(np.array([0, 4999]), np.array([5.0, 0.0]))
+    assert (tree.total, tree.min) == (5000.0, 1.0)
+    assert (clone.total, clone.min) == (5003.0, 1.0)
+    sums, mins = naive_tree(clone.values.copy(), clone.first_leaf)
+    np.testing.assert_array_equal(clone.sums, sums)
+    np.testing.assert_array_equal(clone.mins, mins)
 
 def prioritized(td_errors, alpha=0.6, beta0=0.4, seed=0, eps=1e-6):
     """A prioritized buffer holding len(td_errors) one-step transitions S=0,1,… with p = |δ| + eps."""
