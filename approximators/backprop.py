@@ -76,9 +76,7 @@ class Autograd:
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self._parameters = list(model.parameters())
-        self._grads = [p.grad for p in self._parameters]
-        if any(g is None for g in self._grads):
-            raise ValueError("allocate every parameter's .grad first (flatten_parameters does)")
+        self._grads = _allocated_grads(model)
         self._output: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,8 +102,7 @@ class ByHand:
             layers = ", ".join(type(m).__name__ for m in model) if isinstance(model, nn.Sequential) else type(model).__name__
             raise ValueError(f"ByHand needs an nn.Sequential of nn.Linear (first) and activations "
                              f"({', '.join(t.__name__ for t in _DERIVATIVES)}, slopes and α ≥ 0); got [{layers}]")
-        if any(p.grad is None for p in model.parameters()):
-            raise ValueError("allocate every parameter's .grad first (flatten_parameters does)")
+        _allocated_grads(model)
         # Per layer what forward and backward read, fetched once: for nn.Linear (W, Wᵀ, b, ∂L/∂W, ∂L/∂b) as
         # detached views of w and ∇w (in-place updates of w show through; no autograd graph is recorded),
         # for an activation the module itself.
@@ -147,6 +144,14 @@ class ByHand:
             else:  # ∂L/∂z = ε σ'(z), σ' from u = σ(z)
                 eps = eps * _DERIVATIVES[type(layer)](layer, outputs[l])
         self._inputs, self._output = [], None
+
+
+def _allocated_grads(model: nn.Module) -> list[torch.Tensor]:
+    """Every parameter's .grad, which backward writes into; a missing one is a ValueError."""
+    grads = [p.grad for p in model.parameters()]
+    if any(g is None for g in grads):
+        raise ValueError("allocate every parameter's .grad first (flatten_parameters does)")
+    return grads
 
 
 def supports_by_hand(model: nn.Module) -> bool:

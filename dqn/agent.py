@@ -40,8 +40,8 @@ from dqn.replay import Batch, PrioritizedReplayBuffer, ReplayBuffer
 from dqn.schedules import LinearSchedule
 
 # Fields that fix the network's shape or the task: a checkpoint only loads where they agree.
-ROUND_DRAW_BYTES = 32 * 2**20  # a training round samples its minibatches in draws of at most this many bytes of S, S'
 STRUCTURAL_FIELDS = ("env_id", "q_network", "hidden", "activation", "dueling")
+ROUND_DRAW_BYTES = 32 * 2**20  # a training round samples its minibatches in draws of at most this many bytes of S, S'
 
 
 class DivergenceError(RuntimeError):
@@ -210,9 +210,10 @@ class DQN:
         at_once = 1 if config.prioritized else max(1, min(config.gradient_steps, ROUND_DRAW_BYTES // (2 * size * self._obs[0].nbytes)))
         for first in range(0, config.gradient_steps, at_once):
             batch = self.replay.sample(size, batches=min(at_once, config.gradient_steps - first))
-            y = None if config.double_q else self.targets(batch)
-            for k, minibatch in enumerate(batch.split(size)):
-                loss, td_abs, q_mean, grad_norm = self._update_step(minibatch, None if y is None else y[k * size:(k + 1) * size])
+            minibatches = batch.split(size)
+            ys = [None] * len(minibatches) if config.double_q else self.targets(batch).split(size)
+            for minibatch, y in zip(minibatches, ys):
+                loss, td_abs, q_mean, grad_norm = self._update_step(minibatch, y)
                 if config.prioritized:  # the sum-tree lives on the host: this syncs anyway, so check δ here
                     td_abs = td_abs.cpu()
                     if not torch.isfinite(td_abs).all():
@@ -521,7 +522,7 @@ class DQN:
         try:
             agent.q.load_state_dict(state["q"])
             agent.q_target.load_state_dict(state["q_target"])
-            agent.optimizer.load_state_dict(_flat_optimizer_state(state["optimizer"], list(agent.q.parameters())))
+            agent.optimizer.load_state_dict(_flat_optimizer_state(state["optimizer"], len(list(agent.q.parameters()))))
         except (RuntimeError, KeyError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {path} does not fit this network: {str(exc).splitlines()[0]}") from None
         if "replay" in state:
@@ -572,12 +573,12 @@ class _StopOnSigint:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _flat_optimizer_state(saved: dict[str, Any], parameters: list[torch.Tensor]) -> dict[str, Any]:
+def _flat_optimizer_state(saved: dict[str, Any], n_parameters: int) -> dict[str, Any]:
     """An optimiser state kept per parameter tensor (checkpoints of qapprox before the flat w) as the
     state of the one flat w: each per-parameter tensor (Adam's moments) flattened and concatenated in
     parameter order, which is w's order; a state already flat passes through unchanged."""
     groups = saved.get("param_groups") if isinstance(saved, dict) else None
-    if not groups or len(groups) != 1 or len(groups[0].get("params", ())) not in (1, len(parameters)):
+    if not groups or len(groups) != 1 or len(groups[0].get("params", ())) not in (1, n_parameters):
         return saved  # load_state_dict names what does not fit
     per_tensor = [saved.get("state", {}).get(index) for index in groups[0]["params"]]
     state = {}

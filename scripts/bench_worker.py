@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from dqn.config import DQNConfig, preset, replace
+from dqn.replay import Batch
 from scripts._cli import ArgumentParser, run, set_threads
 
 EVAL_SEED = 1_000_000  # greedy evaluation envs are seeded EVAL_SEED + i on every side
@@ -229,7 +230,8 @@ def floor(config: DQNConfig, iterations: int) -> dict[str, float]:
         "act_batch1": per_call(act, iterations),
         "update_fused_adam": per_call(update(torch.optim.Adam(parameters, lr=config.learning_rate, fused=True)), update_iterations),
         "update_default_adam": per_call(update(torch.optim.Adam(parameters, lr=config.learning_rate)), update_iterations),
-        "update_qapprox": qapprox_update_seconds(config, update_iterations),
+        "update_qapprox": qapprox_update_seconds(config, Batch(obs, actions.squeeze(1), rewards, next_obs, discounts,
+                                                              torch.ones(B), torch.arange(B)), update_iterations),
     }
     # Updates the run makes: gradient_steps at each multiple of train_freq in (learning_starts, total].
     total = config.total_timesteps
@@ -243,18 +245,12 @@ def floor(config: DQNConfig, iterations: int) -> dict[str, float]:
     return result
 
 
-def qapprox_update_seconds(config: DQNConfig, iterations: int) -> float:
-    """qapprox's DQN.update on one fixed minibatch, bare: what the loop costs beyond is its overhead."""
+def qapprox_update_seconds(config: DQNConfig, batch: Batch, iterations: int) -> float:
+    """qapprox's DQN.update on one fixed minibatch (the autograd floor's), bare: what the loop costs
+    beyond is its overhead."""
     from dqn.agent import DQN
-    from dqn.replay import Batch
 
     agent = DQN(replace(config, {"buffer_size": config.batch_size, "total_timesteps": 0}))
-    generator = torch.Generator().manual_seed(1)
-    B = config.batch_size
-    batch = Batch(obs=torch.randn((B, *agent.obs_shape), generator=generator),
-                  actions=torch.randint(agent.n_actions, (B,), generator=generator), rewards=torch.ones(B),
-                  next_obs=torch.randn((B, *agent.obs_shape), generator=generator),
-                  discounts=torch.full((B,), config.gamma), weights=torch.ones(B), indices=torch.arange(B))
     seconds = per_call(lambda: agent.update(batch), iterations)
     agent.close()
     return seconds
