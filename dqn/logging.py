@@ -28,8 +28,20 @@ TAGS = (
 
 
 def make_run_dir(root: str | Path, env_id: str, name: str, seed: int) -> Path:
-    """root/<env>__<name>__<seed>__<unix time>, '/' in env ids made safe (scripts._cli.run_dir's naming)."""
-    return Path(root) / f"{env_id.replace('/', '-')}__{name}__{seed}__{int(time.time())}"
+    """root/<env>__<name>__<seed>__<unix time>, '/' in env ids made safe; always a child of root.
+
+    A name that is not one plain path component (a separator, '..', a NUL) is a one-line ValueError."""
+    check_name("run_name", name)
+    if not str(root):
+        raise ValueError("logdir='' names no folder; give one (e.g. runs)")
+    return Path(root) / f"{env_id.replace('/', '-').replace(chr(92), '-')}__{name}__{seed}__{int(time.time())}"
+
+
+def check_name(field: str, name: str) -> str:
+    """`name` if it can be one component of a path (no '/', '\\', NUL, not '', '.' or '..')."""
+    if not isinstance(name, str) or not name or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise ValueError(f"{field}={name!r} must be a plain name: no '/', '\\', '..' or NUL")
+    return name
 
 
 def discounted_returns(rewards: np.ndarray, gamma: float, bootstrap: float = 0.0) -> np.ndarray:

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
-import time
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from approximators.limits import check_finite, check_threads
+
+# Exit status when the disk is full or read-only: the run stops, the last good checkpoint stays.
+EXIT_DISK = 3
+DISK_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO)
 
 
 class UsageError(ValueError):
@@ -21,27 +28,51 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def run(main: Callable[[], int | None]) -> None:
-    """Call main(); bad input (ValueError, a missing file) becomes `error: …` on stderr and exit 2."""
+    """Call main(); bad input (ValueError, a missing file) becomes `error: …` on stderr and exit 2;
+    a full or read-only disk becomes one line and exit 3 (EXIT_DISK)."""
     try:
         code = main()
     except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except OSError as exc:
+        if exc.errno not in DISK_ERRORS:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}; the last good checkpoint is kept", file=sys.stderr)
+        sys.exit(EXIT_DISK)
     sys.exit(code or 0)
 
 
-def run_dir(root: str | Path, env: str, name: str, seed: int) -> Path:
-    """runs/<env>__<name>__<seed>__<unix time>, with '/' in env ids made safe."""
-    safe_env = env.replace("/", "-")
-    return Path(root) / f"{safe_env}__{name}__{seed}__{int(time.time())}"
-
-
 def set_threads(n: int | None) -> int:
-    """torch intra-op threads: n, or 1 by default — small networks are fastest on one thread."""
+    """torch intra-op threads: n (at most the CPUs we may use), or 1 by default — small networks are
+    fastest on one thread."""
     import torch
 
-    n = 1 if n is None else n
-    if n < 1:
-        raise ValueError(f"threads={n} must be ≥ 1")
+    n = check_threads("threads", 1 if n is None else n)
     torch.set_num_threads(n)
     return n
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (nan and ±inf refused)."""
+    try:
+        return check_finite("value", float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number") from None
+
+
+def check_output_path(name: str, path: str | Path) -> Path:
+    """A file we will write at the end of the work, checked before it starts: its folder must exist
+    and take a new file, and the path must not be a folder. One-line ValueError otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{name} {path} is a directory; give a file name")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ValueError(f"{name} {path}: folder {folder} does not exist")
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise ValueError(f"{name} {path}: cannot write in {folder} ({exc.strerror or exc})") from None
+    return path

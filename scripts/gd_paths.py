@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from approximators.optim import GDConfig, Path as GDPath, gradient_descent, linear_squared_error
-from scripts._cli import ArgumentParser, run, run_dir, set_threads
+from dqn.logging import make_run_dir
+from scripts._cli import ArgumentParser, run, set_threads
 
 W_TRUE = (1.0, 2.0)
 W_START = (-1.5, 3.5)
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from torch.utils.tensorboard import SummaryWriter
 
-    logdir = run_dir(args.logdir, "linear2d", "gd_paths", args.seed)
+    logdir = make_run_dir(args.logdir, "linear2d", "gd_paths", args.seed)
     writer = SummaryWriter(str(logdir))
     for name, path in paths.items():
         for epoch, J in enumerate(path.cost):

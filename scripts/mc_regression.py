@@ -20,7 +20,8 @@ import numpy as np
 from approximators.features import block_state_action_features, state_action_features, state_features
 from approximators.monte_carlo import LinearRegression, regression_data
 from envs import FiniteMDP, make_mdp
-from scripts._cli import ArgumentParser, run, run_dir, set_threads
+from dqn.logging import make_run_dir
+from scripts._cli import ArgumentParser, run, set_threads
 
 POLICIES = ("uniform", "epsilon-optimal")
 Q_FEATURES = ("one-hot", "block")
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     counts = sorted({n for n in (10**k for k in range(1, 8)) if n < args.episodes} | {args.episodes})
     by_count = []
-    log_dir = run_dir(args.logdir, args.env, f"mc_regression-{args.method}", args.seed)
+    log_dir = make_run_dir(args.logdir, args.env, f"mc_regression-{args.method}", args.seed)
     with SummaryWriter(log_dir) as writer:
         for n in counts:
             v_hat, q_hat = fit_values(episodes[:n], mdp, X, X_sa, model, args.first_visit)

@@ -23,7 +23,8 @@ from approximators.monte_carlo import regression_data
 from approximators.networks import ACTIVATIONS, summary
 from approximators.nn_regression import OPTIMIZERS, NeuralRegression
 from envs import MDP_NAMES, make_mdp
-from scripts._cli import ArgumentParser, run, run_dir, set_threads
+from dqn.logging import make_run_dir
+from scripts._cli import ArgumentParser, run, set_threads
 
 DEFAULTS = NeuralRegression()
 
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     visits = "first-visit" if args.first_visit else "every-visit"
     print(f"env {args.env}, uniform policy, {args.episodes} episodes: {G_v.size} returns ({visits}); threads {threads}")
 
-    directory = run_dir(args.logdir, args.env, "nn_regression", args.seed)
+    directory = make_run_dir(args.logdir, args.env, "nn_regression", args.seed)
     fits = {}
     for name, (inputs, targets) in {"v": (X_v, G_v), "q": (X_q, G_q)}.items():
         with SummaryWriter(str(directory / name)) as writer:

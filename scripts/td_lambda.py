@@ -23,7 +23,8 @@ from approximators.features import state_features
 from approximators.linear import check_positive, check_unit_interval, rms_error
 from approximators.traces import METHODS, EpisodeBatch, check_trace, td_lambda
 from envs import make_mdp
-from scripts._cli import ArgumentParser, run, run_dir, set_threads
+from dqn.logging import make_run_dir
+from scripts._cli import ArgumentParser, run, set_threads
 
 LAMS = (0.0, 0.4, 0.8, 0.9, 0.95, 0.975, 0.99, 1.0)
 ALPHAS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"threads: {threads}")
     from torch.utils.tensorboard import SummaryWriter
 
-    log_dir = run_dir(args.logdir, args.env, f"td_lambda-{name}{'-sweep' if args.sweep else ''}", args.seed)
+    log_dir = make_run_dir(args.logdir, args.env, f"td_lambda-{name}{'-sweep' if args.sweep else ''}", args.seed)
     with SummaryWriter(log_dir) as writer:
         if args.sweep:
             title = f"{name} TD(λ), {args.env}: {args.runs} runs × {args.episodes} episodes"
