@@ -31,8 +31,10 @@ import numpy as np
 import torch
 
 from approximators.backprop import backprop, flatten_parameters
+from approximators.limits import check_memory, check_threads, cpu_count, format_bytes
 from approximators.networks import q_network
-from dqn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from dqn.checkpoint import (CheckpointError, CheckpointMeta, check_optimizer_state, check_tensors, check_torch_rng,
+                            load_checkpoint, parse_meta, save_checkpoint)
 from dqn.config import DQNConfig, replace
 from dqn.env_factory import check_vector_env, make_vector_env
 from dqn.logging import RunLogger, discounted_returns, make_run_dir
@@ -41,6 +43,7 @@ from dqn.schedules import LinearSchedule
 
 # Fields that fix the network's shape or the task: a checkpoint only loads where they agree.
 STRUCTURAL_FIELDS = ("env_id", "q_network", "hidden", "activation", "dueling")
+ASYNC_ENVS_PER_CPU = 4  # vectorization="async" starts one process per env: at most this many per CPU
 ROUND_DRAW_BYTES = 32 * 2**20  # a training round samples its minibatches in draws of at most this many bytes of S, S'
 
 
@@ -70,7 +73,10 @@ class DQN:
         if isinstance(env, str):
             config = _with(config, env_id=env)
         self.config = config.validate()
-        torch.set_num_threads(config.threads)
+        torch.set_num_threads(check_threads("threads", config.threads))
+        if config.vectorization == "async" and config.n_envs > ASYNC_ENVS_PER_CPU * cpu_count():
+            raise ValueError(f"n_envs={config.n_envs} async environments are more than {ASYNC_ENVS_PER_CPU} "
+                             f"processes per CPU ({cpu_count()} CPUs); use fewer or vectorization='sync'")
         self.device = resolve_device(config.device)
         random.seed(config.seed)
         np.random.seed(config.seed)
@@ -82,6 +88,8 @@ class DQN:
         self.obs_shape, self.n_actions, obs_dtype = check_vector_env(self.envs)
         self.n_envs = self.envs.num_envs
 
+        weights = parameter_count(config, self.obs_shape, self.n_actions)
+        check_memory(f"a Q-network of {weights:,} weights (hidden={config.hidden})", 5 * 4 * weights)  # w, w⁻, ∇, 2 moments
         self.q = q_network(config.q_network, self.obs_shape, self.n_actions, config.hidden,
                            config.activation, config.dueling).to(self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
@@ -449,7 +457,7 @@ class DQN:
         if not resumed:
             self.logger.config(self.config.to_dict())
         print(f"torch threads: {torch.get_num_threads()} (config.threads); device: {self.device}; "
-              f"replay buffer: {_bytes(self.replay.nbytes)} preallocated for {self.config.buffer_size:,} transitions")
+              f"replay buffer: {format_bytes(self.replay.nbytes)} preallocated for {self.config.buffer_size:,} transitions")
 
     def close(self) -> None:
         if self.logger is not None:
@@ -460,8 +468,9 @@ class DQN:
             self._eval_envs.close()
 
     # ------------------------------------------------------------------ checkpoints
-    def state_dict(self, include_replay: bool | None = None) -> dict[str, Any]:
-        """Only tensors, state dicts and primitives; config, counters and RNG states as one JSON string."""
+    def state_dict(self, include_replay: bool | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(tensors, meta): the network, target, optimiser and torch RNG states (and the replay if asked);
+        the meta as JSON-able values — config, counters, observation shape, numpy and Python RNG states."""
         include_replay = self.config.save_replay if include_replay is None else include_replay
         meta = {
             "config": self.config.to_dict(),
@@ -469,43 +478,54 @@ class DQN:
                          "best_eval_return": self.best_eval_return if math.isfinite(self.best_eval_return) else None,
                          "solved_step": self.solved_step},
             "obs_shape": list(self.obs_shape), "n_actions": self.n_actions,
-            "run_dir": str(self.run_dir) if self.run_dir is not None else None,
             "numpy_rng": self.rng.bit_generator.state,
             "python_random": _jsonable(random.getstate()),
         }
-        state = {"meta": json.dumps(meta), "q": self.q.state_dict(), "q_target": self.q_target.state_dict(),
+        state = {"q": self.q.state_dict(), "q_target": self.q_target.state_dict(),
                  "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
         if include_replay:
             state["replay"] = self.replay.state_dict()
-        return state
+        return state, meta
 
     def save(self, path: str | Path, track: bool = True) -> Path:
         """Atomic, pickle-free checkpoint at `path`; refuses (DivergenceError) to save non-finite weights."""
         self._check_finite(0.0, 0.0, 0.0)  # the parameters must be finite; the other values are not checked here
         if track and self.logger is not None:
             self.logger.flush()  # TensorBoard holds every step up to the checkpoint, even after a SIGKILL
-        path = save_checkpoint(path, self.state_dict())
+        path = save_checkpoint(path, *self.state_dict())
         if track:
             self.last_checkpoint = path
         return path
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, env: str | gym.vector.VectorEnv | None = None,
-             **overrides: Any) -> DQN:
+             run_dir: str | Path | None = None, max_bytes: int | None = None, **overrides: Any) -> DQN:
         """An agent restored from a checkpoint: weights, optimizer, counters, RNG states (and replay if saved).
 
+        Everything in the file is checked first (dqn.checkpoint's schema); any failure is a one-line
+        CheckpointError naming the path and the field. What the file cannot decide: the run directory
+        (`run_dir`, default beside the checkpoint: the folder above its checkpoints/ folder), the
+        execution settings (threads, device, compile, vectorization: `overrides` or the defaults), and an
+        env id with a module part ("module:Env"), refused unless `env` names the env itself.
         `overrides` change config fields (e.g. total_timesteps); the structural ones (env_id, q_network,
         hidden, activation, dueling) must agree with the checkpoint. The run's envs start new episodes.
+        `max_bytes` caps the file's size (default: what the checkpoint's own config implies).
         """
-        state = load_checkpoint(path)
-        try:
-            meta = json.loads(state["meta"])
-            saved = DQNConfig.from_dict(meta["config"], source=f"checkpoint {path}")
-            counters = meta["counters"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"{path} has no valid qapprox metadata ({exc})") from None
+        path = Path(path)
+        checked: list[CheckpointMeta] = []
+
+        def size_limit(raw_meta: dict[str, Any]) -> int:  # parse the meta first: its config bounds the file
+            checked.append(parse_meta(path, raw_meta))
+            return checkpoint_size_limit(checked[0])
+
+        state = load_checkpoint(path, max_bytes=max_bytes, size_limit=size_limit)
+        meta = checked[0] if checked else parse_meta(path, state["meta"])
+        saved = meta.config
         if isinstance(env, str):
             overrides["env_id"] = env
+        elif env is None and "env_id" not in overrides and ":" in saved.env_id:
+            raise CheckpointError(f"{path}: env_id={saved.env_id!r} names a module to import "
+                                  f"({saved.env_id.split(':')[0]!r}); refused — pass the env id yourself to use it")
         if device is not None:
             overrides["device"] = device
         config = _with(saved, **overrides)
@@ -513,31 +533,44 @@ class DQN:
             if getattr(config, name) != getattr(saved, name):
                 raise CheckpointError(f"checkpoint {path} has {name}={getattr(saved, name)!r}, "
                                       f"not {getattr(config, name)!r}; start a new run instead")
-        run_dir = meta.get("run_dir")
-        agent = cls(config, env if isinstance(env, gym.vector.VectorEnv) else None,
-                    run_dir=run_dir if run_dir is not None and Path(run_dir).is_dir() else None)
-        if agent.obs_shape != tuple(meta["obs_shape"]) or agent.n_actions != meta["n_actions"]:
-            raise CheckpointError(f"checkpoint {path} has observation shape {tuple(meta['obs_shape'])} and "
-                                  f"{meta['n_actions']} actions; this env has {agent.obs_shape} and {agent.n_actions}")
+        with torch.device("meta"):  # the expected state dicts, without allocating a network
+            expected = q_network(config.q_network, meta.obs_shape, meta.n_actions, config.hidden, config.activation,
+                                 config.dueling).state_dict()
+        q_state = check_tensors(path, "q", state.get("q"), expected)
+        q_target_state = check_tensors(path, "q_target", state.get("q_target"), expected)
+        saved_optimizer = state.get("optimizer")
+        if isinstance(saved_optimizer, dict):  # per-tensor moments of qapprox before the flat w: flatten them
+            saved_optimizer = _flat_optimizer_state(saved_optimizer, len(expected))
+        optimizer_state = check_optimizer_state(path, saved_optimizer, config.optimizer,
+                                                sum(t.numel() for t in expected.values()))
+        torch_rng = check_torch_rng(path, state.get("torch_rng"))
         try:
-            agent.q.load_state_dict(state["q"])
-            agent.q_target.load_state_dict(state["q_target"])
-            agent.optimizer.load_state_dict(_flat_optimizer_state(state["optimizer"], len(list(agent.q.parameters()))))
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint {path} does not fit this network: {str(exc).splitlines()[0]}") from None
-        if "replay" in state:
-            try:
-                agent.replay.load_state_dict(state["replay"])
-            except ValueError as exc:
-                raise CheckpointError(f"checkpoint {path}: {exc}") from None
-        agent.global_step, agent.episodes, agent.updates = (counters["global_step"], counters["episodes"],
-                                                            counters["updates"])
-        best = counters.get("best_eval_return")
-        agent.best_eval_return = -math.inf if best is None else best
-        agent.solved_step = counters.get("solved_step")
-        agent.rng.bit_generator.state = meta["numpy_rng"]
-        random.setstate(_tuples(meta["python_random"]))
-        torch.set_rng_state(state["torch_rng"])
+            agent = cls(config, env if isinstance(env, gym.vector.VectorEnv) else None,
+                        run_dir=default_run_dir(path) if run_dir is None else run_dir)
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+        try:
+            if agent.obs_shape != meta.obs_shape or agent.n_actions != meta.n_actions:
+                raise CheckpointError(f"checkpoint {path} has observation shape {meta.obs_shape} and {meta.n_actions} "
+                                      f"actions; this env has {agent.obs_shape} and {agent.n_actions}")
+            if "replay" in state:
+                try:
+                    agent.replay.load_state_dict(state["replay"], agent.n_actions)
+                except ValueError as exc:
+                    raise CheckpointError(f"{path}: {exc}") from None
+        except CheckpointError:
+            agent.close()
+            raise
+        agent.q.load_state_dict(q_state)
+        agent.q_target.load_state_dict(q_target_state)
+        agent.optimizer.load_state_dict({"state": optimizer_state,
+                                         "param_groups": agent.optimizer.state_dict()["param_groups"]})
+        agent.global_step, agent.episodes, agent.updates = meta.global_step, meta.episodes, meta.updates
+        agent.best_eval_return = -math.inf if meta.best_eval_return is None else meta.best_eval_return
+        agent.solved_step = meta.solved_step
+        agent.rng.bit_generator.state = meta.numpy_rng
+        random.setstate(meta.python_random)
+        torch.set_rng_state(torch_rng)
         return agent
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -588,6 +621,30 @@ def _flat_optimizer_state(saved: dict[str, Any], n_parameters: int) -> dict[str,
     return {"state": state, "param_groups": [{**groups[0], "params": [0]}]}
 
 
+def default_run_dir(checkpoint: Path) -> Path:
+    """Where a resumed run writes: the run directory of runs/<run>/checkpoints/x.ckpt, else the checkpoint's folder."""
+    folder = checkpoint.resolve().parent
+    return folder.parent if folder.name == "checkpoints" else folder
+
+
+def parameter_count(config: DQNConfig, obs_shape: tuple[int, ...], n_actions: int) -> int:
+    """|w| of the config's Q-network, counted on torch's meta device (nothing is allocated)."""
+    with torch.device("meta"):
+        network = q_network(config.q_network, obs_shape, n_actions, config.hidden, config.activation, config.dueling)
+    return sum(parameter.numel() for parameter in network.parameters())
+
+
+def checkpoint_size_limit(meta: CheckpointMeta) -> int:
+    """The most bytes a checkpoint of this meta's config can honestly take, with room to spare: w and w⁻ and
+    Adam's two moments in float32, the replay (observations bounded at 8 bytes an element) if saved."""
+    config = meta.config
+    nbytes = 16 * parameter_count(config, meta.obs_shape, meta.n_actions)
+    if config.save_replay:
+        nbytes += ReplayBuffer.storage_bytes(config.buffer_size, meta.obs_shape, 8, config.n_envs, config.n_step,
+                                             config.prioritized)
+    return 2 * nbytes + (1 << 20)
+
+
 def _progress(enabled: bool, start: int, total: int):
     if not enabled:
         return None
@@ -598,14 +655,6 @@ def _progress(enabled: bool, start: int, total: int):
 
 def _with(config: DQNConfig, **changes: Any) -> DQNConfig:
     return replace(config, changes, "overrides")
-
-
-def _bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
-        n /= 1024
-    return f"{n} B"
 
 
 def _jsonable(value: Any) -> Any:

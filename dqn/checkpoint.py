@@ -1,74 +1,190 @@
-"""Safe, atomic checkpoint files: nothing in them can run code when loaded.
+"""Safe, atomic, bounded checkpoint files: nothing in them can run code, and nothing is read unchecked.
 
-File layout:  MAGIC (b"QAPPROX-CKPT-1\\n") | sha256(payload) (32 bytes) | payload
-payload = torch.save of a dict holding only tensors, state dicts and primitives (config, counters
-and RNG states go in as one JSON string), read back with torch.load(weights_only=True).
+File layout (version 2):
+    MAGIC (b"QAPPROX-CKPT-2\\n") | sha256(meta ‖ payload) (32 bytes) | len(meta) (8 bytes, little-endian)
+    | meta (UTF-8 JSON: config, counters, RNG states) | payload (torch.save of tensors and state dicts)
+The payload is read back with torch.load(weights_only=True). Version 1 files (MAGIC b"QAPPROX-CKPT-1\\n",
+the meta as a JSON string inside the payload) still load.
 
-    save_checkpoint(path, state)      # written to PATH.tmp, fsync'd, then renamed over PATH
-    state = load_checkpoint(path)     # magic, checksum, then the weights-only unpickler
+    save_checkpoint(path, state, meta)                 # written to PATH.tmp, fsync'd, renamed over PATH
+    state = load_checkpoint(path, size_limit=…)        # state["meta"] is the parsed meta dict
+
+Before anything is allocated, load_checkpoint refuses what is not a regular file, a meta over
+META_LIMIT bytes, and a file larger than `max_bytes` or than `size_limit(meta)` (the size the meta's
+own configuration implies); it then hashes in chunks. What the contents *mean* is checked by the
+caller (the agent's schema): this module only guarantees an intact, pickle-free dict.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
+import math
 import os
 import pickle
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-MAGIC = b"QAPPROX-CKPT-1\n"
+from approximators.limits import format_bytes
+from dqn.config import DQNConfig
+
+MAGIC = b"QAPPROX-CKPT-2\n"
+MAGIC_V1 = b"QAPPROX-CKPT-1\n"
 DIGEST_SIZE = 32
+META_LIMIT = 1 << 20  # bytes of JSON meta: far above any config (a few KiB) and the RNG states (~7 KiB)
+V1_LIMIT = 1 << 30  # version 1 files carry no meta before their payload: their default size limit
+CHUNK = 1 << 20
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded: one line naming the path and why."""
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Write `state` atomically: a crash mid-write leaves any previous file at `path` intact.
+def save_checkpoint(path: str | Path, state: dict[str, Any], meta: dict[str, Any] | None = None) -> Path:
+    """Write `state` (tensors, state dicts, primitives) and `meta` (JSON-able) atomically: a crash or a
+    full disk mid-write leaves any previous file at `path` intact and no PATH.tmp behind.
 
     numpy arrays anywhere in `state` are stored as tensors (load_checkpoint does not turn them back).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    meta_bytes = json.dumps(meta or {}, allow_nan=False).encode()
+    if len(meta_bytes) > META_LIMIT:
+        raise ValueError(f"checkpoint meta is {len(meta_bytes)} bytes; at most {META_LIMIT}")
     buffer = io.BytesIO()
     torch.save(_tensors_for_arrays(state), buffer)
-    payload = buffer.getvalue()
+    payload = buffer.getbuffer()
+    digest = hashlib.sha256(meta_bytes)
+    digest.update(payload)
     temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as file:
-        file.write(MAGIC)
-        file.write(hashlib.sha256(payload).digest())
-        file.write(payload)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    temporary.unlink(missing_ok=True)  # a stale .tmp (or a link planted there) is never written through
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        with open(descriptor, "wb") as file:
+            file.write(MAGIC + digest.digest() + len(meta_bytes).to_bytes(8, "little") + meta_bytes)
+            file.write(payload)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     _fsync_directory(path.parent)
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The state dict saved at `path`; CheckpointError if it is not ours, is corrupt, or could run code."""
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", max_bytes: int | None = None,
+                    size_limit: Callable[[dict[str, Any]], int] | None = None) -> dict[str, Any]:
+    """The state saved at `path`, with state["meta"] the parsed meta dict.
+
+    CheckpointError (one line, naming the path) if it is not a regular file, not ours, larger than
+    `max_bytes` or `size_limit(meta)` (which may itself raise CheckpointError for a bad meta), corrupt,
+    or holds objects that could run code. FileNotFoundError if it does not exist.
+    """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a directory, not a qapprox checkpoint")
-    data = path.read_bytes()
-    if not data.startswith(MAGIC):
-        raise CheckpointError(f"{path} is not a qapprox checkpoint (no {MAGIC[:-1].decode()} header)")
-    digest, payload = data[len(MAGIC): len(MAGIC) + DIGEST_SIZE], data[len(MAGIC) + DIGEST_SIZE:]
-    if len(digest) != DIGEST_SIZE or hashlib.sha256(payload).digest() != digest:
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block us
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint {path} does not exist") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path} is a directory, not a qapprox checkpoint") from None
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {path} cannot be opened: {exc.strerror}") from None
+    with open(descriptor, "rb") as file:
+        info = os.fstat(file.fileno())
+        if stat.S_ISDIR(info.st_mode):
+            raise CheckpointError(f"{path} is a directory, not a qapprox checkpoint")
+        if not stat.S_ISREG(info.st_mode):
+            raise CheckpointError(f"{path} is not a regular file (a device, FIFO or socket); refused")
+        size = info.st_size
+        _check_size(path, size, max_bytes, "--max-checkpoint-bytes")
+        magic = file.read(len(MAGIC))
+        if magic == MAGIC_V1:
+            return _load_v1(path, file, size, map_location, max_bytes)
+        if magic != MAGIC:
+            raise CheckpointError(f"{path} is not a qapprox checkpoint (no {MAGIC[:-1].decode()} header)")
+        digest, length = file.read(DIGEST_SIZE), int.from_bytes(file.read(8), "little")
+        header = len(MAGIC) + DIGEST_SIZE + 8
+        if len(digest) != DIGEST_SIZE or length > size - header:
+            raise CheckpointError(f"{path} is truncated or corrupt (header)")
+        if length > META_LIMIT:
+            raise CheckpointError(f"{path} has {length} bytes of meta; at most {META_LIMIT} are read")
+        meta_bytes = file.read(length)
+        meta = _parse_meta(path, meta_bytes)
+        if max_bytes is None and size_limit is not None:
+            _check_size(path, size, size_limit(meta), "the size its config implies")
+        hasher = hashlib.sha256(meta_bytes)
+        payload = _read_hashed(file, size - header - length, hasher)
+        if hasher.digest() != digest:
+            raise CheckpointError(f"{path} is truncated or corrupt (checksum mismatch)")
+    state = _unpickle(path, payload, map_location)
+    state["meta"] = meta
+    return state
+
+
+def _load_v1(path: Path, file, size: int, map_location, max_bytes: int | None) -> dict[str, Any]:
+    """MAGIC_V1 | sha256(payload) | payload, the meta a JSON string in the payload."""
+    if max_bytes is None:
+        _check_size(path, size, V1_LIMIT, "the limit for version-1 checkpoints (--max-checkpoint-bytes)")
+    digest = file.read(DIGEST_SIZE)
+    hasher = hashlib.sha256()
+    payload = _read_hashed(file, max(size - len(MAGIC_V1) - DIGEST_SIZE, 0), hasher)
+    if len(digest) != DIGEST_SIZE or hasher.digest() != digest:
         raise CheckpointError(f"{path} is truncated or corrupt (checksum mismatch)")
+    state = _unpickle(path, payload, map_location)
+    meta = state.get("meta")
+    state["meta"] = _parse_meta(path, meta.encode() if isinstance(meta, str) else b"")
+    return state
+
+
+def _check_size(path: Path, size: int, limit: int | None, what: str) -> None:
+    if limit is not None and size > limit:
+        raise CheckpointError(f"{path} is {format_bytes(size)}, larger than {what} ({format_bytes(limit)}); "
+                              "refused before reading")
+
+
+def _read_hashed(file, length: int, hasher) -> bytearray:
+    """`length` bytes read in chunks into one buffer, each chunk hashed as it arrives."""
+    payload = bytearray()
+    while len(payload) < length:
+        chunk = file.read(min(CHUNK, length - len(payload)))
+        if not chunk:
+            break
+        hasher.update(chunk)
+        payload += chunk
+    return payload
+
+
+def _parse_meta(path: Path, data: bytes) -> dict[str, Any]:
+    def refuse_constant(name: str):
+        raise ValueError(f"{name} is not a JSON number")
+
+    try:
+        meta = json.loads(data.decode("utf-8"), parse_constant=refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{path} has no valid qapprox metadata ({str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} has no valid qapprox metadata (a JSON {type(meta).__name__}, not an object)")
+    return meta
+
+
+def _unpickle(path: Path, payload: bytearray, map_location) -> dict[str, Any]:
     try:
         state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(f"{path} contains objects that could run code; refused") from None
-    except (RuntimeError, EOFError, ValueError) as exc:
-        raise CheckpointError(f"{path} is truncated or corrupt ({str(exc).splitlines()[0]})") from None
+    except Exception as exc:  # noqa: BLE001 - any failure of the zip/unpickler on bad bytes is refused
+        text = str(exc)
+        if isinstance(exc, pickle.UnpicklingError) and "Unsupported global" in text:  # a callable named
+            raise CheckpointError(f"{path} contains objects that could run code; refused") from None
+        message = ("not a weights-only torch payload" if isinstance(exc, pickle.UnpicklingError)
+                   else f"{type(exc).__name__}: {(text.splitlines() or [''])[0][:160]}")
+        raise CheckpointError(f"{path} is truncated or corrupt ({message})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} does not hold a checkpoint dictionary")
     return state
@@ -96,3 +212,148 @@ def _fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(descriptor)
+
+
+# ---------------------------------------------------------------------- the schema of an agent's checkpoint
+# Everything a checkpoint holds is checked against these rules before any of it is used; each failure is
+# a CheckpointError naming the path and the field. Execution settings in the file are never obeyed.
+MAX_COUNT = 2**53  # counters stay exact in float64 (TensorBoard) and far below int64
+EXECUTION_FIELDS = ("threads", "device", "compile", "vectorization")  # the caller's, or DQNConfig's defaults
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """The checked meta of an agent's checkpoint."""
+
+    config: DQNConfig  # with EXECUTION_FIELDS at their defaults
+    global_step: int
+    episodes: int
+    updates: int
+    best_eval_return: float | None
+    solved_step: int | None
+    obs_shape: tuple[int, ...]
+    n_actions: int
+    numpy_rng: dict[str, Any]
+    python_random: tuple
+
+
+def parse_meta(path: str | Path, meta: Any) -> CheckpointMeta:
+    """The meta dict of a checkpoint, checked field by field (types, ranges, shapes)."""
+    meta = _dict(path, "meta", meta)
+    raw_config = _dict(path, "config", meta.get("config"))
+    try:
+        config = DQNConfig.from_dict({k: v for k, v in raw_config.items() if k not in EXECUTION_FIELDS},
+                                     source=f"checkpoint {path}").validate()
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: config: {exc}") from None
+    counters = _dict(path, "counters", meta.get("counters"))
+    global_step = _int(path, "counters.global_step", counters.get("global_step"), 0, MAX_COUNT)
+    best = counters.get("best_eval_return")
+    if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float)) or not math.isfinite(best)):
+        raise CheckpointError(f"{path}: counters.best_eval_return={best!r} must be a finite number or null")
+    solved = counters.get("solved_step")
+    obs_shape = meta.get("obs_shape")
+    if not isinstance(obs_shape, list) or not 1 <= len(obs_shape) <= 4:
+        raise CheckpointError(f"{path}: obs_shape={obs_shape!r} must be a list of 1 to 4 positive integers")
+    obs_shape = tuple(_int(path, "obs_shape", size, 1, 2**24) for size in obs_shape)
+    if math.prod(obs_shape) > 2**28:
+        raise CheckpointError(f"{path}: obs_shape={list(obs_shape)} has more than 2**28 elements")
+    return CheckpointMeta(
+        config=config, global_step=global_step,
+        episodes=_int(path, "counters.episodes", counters.get("episodes"), 0, MAX_COUNT),
+        updates=_int(path, "counters.updates", counters.get("updates"), 0, MAX_COUNT),
+        best_eval_return=None if best is None else float(best),
+        solved_step=None if solved is None else _int(path, "counters.solved_step", solved, 0, global_step),
+        obs_shape=obs_shape, n_actions=_int(path, "n_actions", meta.get("n_actions"), 1, 2**20),
+        numpy_rng=_numpy_rng(path, meta.get("numpy_rng")), python_random=_python_random(path, meta.get("python_random")),
+    )
+
+
+def check_tensors(path: str | Path, name: str, saved: Any, expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`saved`, a state dict with exactly `expected`'s keys, shapes and dtypes and finite values."""
+    saved = _dict(path, name, saved)
+    if set(saved) != set(expected):
+        missing, extra = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
+        raise CheckpointError(f"{path}: {name} has keys missing {missing[:3]} / unexpected {extra[:3]}")
+    for key, reference in expected.items():
+        value = saved[key]
+        if not isinstance(value, torch.Tensor) or value.shape != reference.shape or value.dtype != reference.dtype:
+            found = f"{value.dtype}{list(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+            raise CheckpointError(f"{path}: {name}.{key} is {found}; expected {reference.dtype}{list(reference.shape)}")
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"{path}: {name}.{key} holds non-finite values (nan or inf); refused")
+    return saved
+
+
+def check_optimizer_state(path: str | Path, saved: Any, optimizer: str, n_weights: int) -> dict[int, dict[str, torch.Tensor]]:
+    """The per-parameter state of the one flat w: {} or {0: {step, exp_avg, exp_avg_sq}} for Adam, {} for
+    SGD. The hyper-parameters (param_groups) are never taken from the file: they come from the config."""
+    saved = _dict(path, "optimizer", saved)
+    state = saved.get("state", {})
+    if not isinstance(state, dict) or set(state) - {0}:
+        raise CheckpointError(f"{path}: optimizer.state must map the flat w (index 0) to its state")
+    if not state:
+        return {}
+    entry = _dict(path, "optimizer.state[0]", state[0])
+    if optimizer == "sgd":
+        if any(value is not None for value in entry.values()):
+            raise CheckpointError(f"{path}: optimizer.state holds {sorted(entry)}; plain SGD keeps no state")
+        return {}
+    if set(entry) != {"step", "exp_avg", "exp_avg_sq"}:
+        raise CheckpointError(f"{path}: optimizer.state[0] has keys {sorted(entry)}; Adam's are exp_avg, exp_avg_sq, step")
+    step = entry["step"]
+    if not isinstance(step, torch.Tensor) or step.numel() != 1 or not step.is_floating_point() or \
+            not 0 <= float(step) <= MAX_COUNT:
+        raise CheckpointError(f"{path}: optimizer.state[0].step must be one number in [0, 2**53]")
+    expected = torch.empty(n_weights, dtype=torch.float32)
+    moments = check_tensors(path, "optimizer.state[0]", {k: entry[k] for k in ("exp_avg", "exp_avg_sq")},
+                            {"exp_avg": expected, "exp_avg_sq": expected})
+    if (moments["exp_avg_sq"] < 0).any():
+        raise CheckpointError(f"{path}: optimizer.state[0].exp_avg_sq has negative values")
+    return {0: {"step": step.reshape(()).float(), **moments}}
+
+
+def check_torch_rng(path: str | Path, saved: Any) -> torch.Tensor:
+    """A CPU generator state that torch accepts (tried on a scratch generator, not the global one)."""
+    reference = torch.get_rng_state()
+    if not isinstance(saved, torch.Tensor) or saved.dtype != reference.dtype or saved.shape != reference.shape:
+        raise CheckpointError(f"{path}: torch_rng must be a {reference.dtype} tensor of shape {list(reference.shape)}")
+    try:
+        torch.Generator().set_state(saved)
+    except (RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: torch_rng is not a valid generator state ({str(exc).splitlines()[0]})") from None
+    return saved
+
+
+def _dict(path: str | Path, name: str, value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: {name} must be a dict, not {type(value).__name__}")
+    return value
+
+
+def _int(path: str | Path, name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise CheckpointError(f"{path}: {name}={value!r} must be an integer in [{low}, {high}]")
+    return value
+
+
+def _numpy_rng(path: str | Path, value: Any) -> dict[str, Any]:
+    """numpy's PCG64 bit-generator state, as bit_generator.state returns it."""
+    value = _dict(path, "numpy_rng", value)
+    inner = _dict(path, "numpy_rng.state", value.get("state"))
+    if value.get("bit_generator") != "PCG64" or set(value) != {"bit_generator", "state", "has_uint32", "uinteger"} \
+            or set(inner) != {"state", "inc"}:
+        raise CheckpointError(f"{path}: numpy_rng must be a PCG64 state (bit_generator, state, has_uint32, uinteger)")
+    return {"bit_generator": "PCG64",
+            "state": {key: _int(path, f"numpy_rng.state.{key}", inner[key], 0, 2**128 - 1) for key in ("state", "inc")},
+            "has_uint32": _int(path, "numpy_rng.has_uint32", value["has_uint32"], 0, 1),
+            "uinteger": _int(path, "numpy_rng.uinteger", value["uinteger"], 0, 2**32 - 1)}
+
+
+def _python_random(path: str | Path, value: Any) -> tuple:
+    """random.getstate() as JSON: [3, [625 words of the Mersenne Twister, the last its index ≤ 624], gauss]."""
+    if not (isinstance(value, list) and len(value) == 3 and value[0] == 3 and isinstance(value[1], list)
+            and len(value[1]) == 625 and all(type(word) is int and 0 <= word < 2**32 for word in value[1])
+            and value[1][-1] <= 624 and (value[2] is None or (type(value[2]) is float and math.isfinite(value[2])))):
+        raise CheckpointError(f"{path}: python_random is not a state of Python's random module (version 3)")
+    return (3, tuple(value[1]), value[2])

@@ -16,6 +16,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from dqn.logging import check_name
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -26,6 +28,14 @@ OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
 Q_NETWORKS = ("mlp", "cnn", "linear")
 VECTORIZATION = ("sync", "async")
+MAX_INT = 2**53  # integer fields: exact as float64 (TOML floats, TensorBoard steps); 1e30 is refused
+# Integer fields with a tighter range than [0 or 1, MAX_INT]: what one process can sensibly hold or run.
+INT_RANGES = {
+    "seed": (0, 2**32 - 1),  # numpy's legacy seeding takes 32 bits
+    "n_envs": (1, 4096),  # environment copies in one vector env
+    "n_step": (1, 1000),  # the replay's n-step tables are n × n
+    "eval_episodes": (1, 10_000),  # one env per evaluation episode
+}
 
 
 @dataclass
@@ -92,13 +102,18 @@ class DQNConfig:
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("device", self.device, DEVICES)
         _check_choice("vectorization", self.vectorization, VECTORIZATION)
+        check_name("run_name", self.run_name)
+        if not isinstance(self.logdir, str):
+            raise ValueError(f"logdir={self.logdir!r} must be a string ('' writes nothing)")
         if not isinstance(self.env_id, str) or not self.env_id:
             raise ValueError(f"env_id={self.env_id!r} must be a non-empty gymnasium id")
-        for name in ("total_timesteps", "learning_starts", "seed", "eval_interval", "checkpoint_interval"):
+        for name in ("total_timesteps", "learning_starts", "eval_interval", "checkpoint_interval"):
             _check_int(name, getattr(self, name), minimum=0)
-        for name in ("n_envs", "batch_size", "buffer_size", "train_freq", "gradient_steps",
-                     "target_update_interval", "n_step", "eval_episodes", "log_interval", "threads"):
+        for name in ("batch_size", "buffer_size", "train_freq", "gradient_steps", "target_update_interval",
+                     "log_interval", "threads"):
             _check_int(name, getattr(self, name), minimum=1)
+        for name, (low, high) in INT_RANGES.items():
+            _check_int(name, getattr(self, name), minimum=low, maximum=high)
         if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
             raise ValueError(f"hidden={self.hidden!r} must be a non-empty tuple of positive integers, e.g. (256, 256)")
         _check_range("gamma", self.gamma, 0.0, 1.0)
@@ -220,7 +235,7 @@ def coerce(name: str, value: Any, annotation: str) -> Any:
             value = _parse_number(name, value, int)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, float) and value.is_integer():
+        if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_INT:
             return int(value)
     elif kind == "float":
         if isinstance(value, str):
@@ -248,8 +263,8 @@ def _parse_number(name: str, text: str, kind: type) -> Any:
     except ValueError:
         raise ValueError(f"{name}={text!r} is not a valid {_TYPE_NAMES['int' if kind is int else 'float']}") from None
     if kind is int:
-        if not number.is_integer():
-            raise ValueError(f"{name}={text!r} is not a valid integer")
+        if not number.is_integer() or abs(number) > MAX_INT:
+            raise ValueError(f"{name}={text!r} is not a valid integer (at most 2**53 in size)")
         return int(number)
     return number
 
@@ -263,9 +278,11 @@ def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{name}={value!r} is not allowed; allowed: {', '.join(allowed)}")
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}={value!r} must be an integer ≥ {minimum}")
+def _check_int(name: str, value: Any, minimum: int, maximum: int = MAX_INT) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        low_only = maximum == MAX_INT and isinstance(value, int) and value < minimum
+        high = "2**53" if maximum == MAX_INT else f"{maximum:,}"
+        raise ValueError(f"{name}={value!r} must be an integer {f'≥ {minimum}' if low_only else f'in [{minimum}, {high}]'}")
 
 
 def _check_range(name: str, value: Any, low: float, high: float, low_open: bool = False) -> None:

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from approximators.limits import check_memory
+
 
 @dataclass
 class Batch:
@@ -240,11 +242,10 @@ class ReplayBuffer:
         # Rows per env: capacity / n_envs starts, n − 1 starts waiting for their window, 1 next obs.
         self.slots = math.ceil(self.capacity / self.n_envs) + self.n_step
         rows = self.n_envs * self.slots
-        try:
-            self._obs = np.zeros((rows, *self.obs_shape), dtype=self.obs_dtype)
-        except MemoryError:
-            size = rows * math.prod(self.obs_shape) * self.obs_dtype.itemsize / 2**30
-            raise ValueError(f"capacity={self.capacity} needs {size:.1f} GiB for observations; lower it") from None
+        check_memory(f"a replay buffer of capacity={self.capacity}", self.storage_bytes(
+            self.capacity, self.obs_shape, self.obs_dtype.itemsize, self.n_envs, self.n_step,
+            isinstance(self, PrioritizedReplayBuffer)))
+        self._obs = np.zeros((rows, *self.obs_shape), dtype=self.obs_dtype)
         self._actions = np.zeros(rows, dtype=np.int64)
         self._step_rewards = np.zeros(rows, dtype=np.float32)  # R_{t+1}, for the n-step window
         self._returns = np.zeros(rows, dtype=np.float32)  # G_{t:t+k}
@@ -290,6 +291,15 @@ class ReplayBuffer:
     # ------------------------------------------------------------------ size
     def __len__(self) -> int:
         return self._count
+
+    @staticmethod
+    def storage_bytes(capacity: int, obs_shape: tuple[int, ...], itemsize: int, n_envs: int = 1, n_step: int = 1,
+                      prioritized: bool = False) -> int:
+        """An upper bound of the bytes a buffer of these settings allocates (nbytes, plus the sum-tree's
+        two arrays of ≤ 4 float64 per row and the n-step tables), computable before allocating it."""
+        rows = n_envs * (math.ceil(capacity / n_envs) + n_step)
+        per_row = math.prod(obs_shape) * itemsize + 29 + (64 if prioritized else 0)  # obs; int64 ×2, f32 ×3, bool
+        return rows * per_row + 16 * n_envs * (n_step + 2) + 24 * n_step * n_step
 
     @property
     def nbytes(self) -> int:
@@ -458,27 +468,76 @@ class ReplayBuffer:
             "rng_uinteger": generator["uinteger"],
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restore a state_dict() of a buffer built with the same settings."""
+    def load_state_dict(self, state: dict, n_actions: int | None = None) -> None:
+        """Restore a state_dict() of a buffer built with the same settings, after checking all of it:
+        shapes and dtypes, every pointer and row index in range, actions in [0, n_actions) when given,
+        finite rewards, discounts in [0, 1], counts that agree with the stored rows. A bad state is a
+        one-line ValueError and leaves this buffer unchanged."""
+        if not isinstance(state, dict):
+            raise ValueError(f"replay state is a {type(state).__name__}, not a dict")
         for name, value in self._settings().items():
             if state.get(name) != value:
                 raise ValueError(f"replay state has {name}={state.get(name)!r}; this buffer has {name}={value!r}")
+        stored = {}
         for name, array in self._arrays().items():
-            stored = state.get(name)
-            stored = stored.cpu().numpy() if isinstance(stored, torch.Tensor) else None
-            if stored is None or stored.shape != array.shape or stored.dtype != array.dtype:
-                found = None if stored is None else f"{stored.dtype}{list(stored.shape)}"
+            value = state.get(name)
+            value = value.cpu().numpy() if isinstance(value, torch.Tensor) else None
+            if value is None or value.shape != array.shape or value.dtype != array.dtype:
+                found = None if value is None else f"{value.dtype}{list(value.shape)}"
                 raise ValueError(f"replay state '{name}' is {found}; expected {array.dtype}{list(array.shape)}")
-            np.copyto(array, stored)
-        self._count = int(state["count"])
-        self._filled = int(state["filled"])
+            stored[name] = value
+        counters = {name: _state_int(state, name, low, high) for name, low, high in (
+            ("count", 0, len(self._valid)), ("filled", 0, self.slots), ("rng_state", 0, 2**128 - 1),
+            ("rng_inc", 0, 2**128 - 1), ("rng_has_uint32", 0, 1), ("rng_uinteger", 0, 2**32 - 1))}
+        self._check_rows(stored, counters, n_actions)
+        for name, array in self._arrays().items():
+            np.copyto(array, stored[name])
+        self._count, self._filled = counters["count"], counters["filled"]
         self._derive()
         self._rng.bit_generator.state = {
             "bit_generator": "PCG64",
-            "state": {"state": int(state["rng_state"]), "inc": int(state["rng_inc"])},
-            "has_uint32": int(state["rng_has_uint32"]),
-            "uinteger": int(state["rng_uinteger"]),
+            "state": {"state": counters["rng_state"], "inc": counters["rng_inc"]},
+            "has_uint32": counters["rng_has_uint32"],
+            "uinteger": counters["rng_uinteger"],
         }
+
+    def _check_rows(self, stored: dict[str, np.ndarray], counters: dict[str, int], n_actions: int | None) -> None:
+        """What a loaded state must satisfy for sampling to be correct (and to terminate)."""
+        def refuse(what: str) -> None:
+            raise ValueError(f"replay state: {what}")
+
+        valid = stored["valid"]
+        rows = np.flatnonzero(valid)
+        if int(valid.sum()) != counters["count"]:
+            refuse(f"count={counters['count']} but {int(valid.sum())} rows hold transitions")
+        if not ((stored["pointer"] >= 0) & (stored["pointer"] < self.slots)).all():
+            refuse(f"a pointer is outside [0, {self.slots})")
+        if not ((stored["pending"] >= 0) & (stored["pending"] < self.n_step)).all():
+            refuse(f"a pending count is outside [0, {self.n_step})")
+        if len(rows) and (rows % self.slots).max() >= counters["filled"]:
+            refuse(f"a transition lies beyond filled={counters['filled']} slots")
+        next_rows = stored["next_rows"][rows]
+        if not ((next_rows >= 0) & (next_rows < len(valid)) & (next_rows // self.slots == rows // self.slots)).all():
+            refuse("a next-state row index is outside its environment's ring")
+        actions = stored["actions"][rows]
+        if len(actions) and (actions.min() < 0 or (n_actions is not None and actions.max() >= n_actions)):
+            refuse(f"an action is outside [0, {n_actions if n_actions is not None else 'n_actions'})")
+        if not (np.isfinite(stored["returns"]).all() and np.isfinite(stored["step_rewards"]).all()):
+            refuse("a reward or return is not finite")
+        discounts = stored["discounts"][rows]
+        if not ((discounts >= 0) & (discounts <= 1)).all():
+            refuse("a discount is outside [0, 1]")
+        if stored["obs"].dtype.kind == "f" and not np.isfinite(stored["obs"]).all():
+            refuse("an observation is not finite")
+
+
+def _state_int(state: dict, name: str, low: int, high: int) -> int:
+    value = state.get(name)
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"replay state '{name}'={value!r} must be an integer in [{low}, {high}]")
+    return value
 
 
 class PrioritizedReplayBuffer(ReplayBuffer):
@@ -580,11 +639,17 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             "beta": self.beta,
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        priorities = state.get("priorities")
-        if not isinstance(priorities, torch.Tensor) or tuple(priorities.shape) != (self._tree.size,):
-            raise ValueError(f"replay state 'priorities' must be a tensor of shape ({self._tree.size},)")
+    def load_state_dict(self, state: dict, n_actions: int | None = None) -> None:
+        priorities = state.get("priorities") if isinstance(state, dict) else None
+        if not isinstance(priorities, torch.Tensor) or tuple(priorities.shape) != (self._tree.size,) or \
+                not priorities.is_floating_point() or not (torch.isfinite(priorities) & (priorities >= 0)).all():
+            raise ValueError(f"replay state 'priorities' must be finite numbers ≥ 0 of shape ({self._tree.size},)")
+        max_priority, beta = state.get("max_priority"), state.get("beta")
+        if isinstance(max_priority, bool) or not isinstance(max_priority, (int, float)) or \
+                not 0 < max_priority < math.inf:
+            raise ValueError(f"replay state 'max_priority'={max_priority!r} must be a finite number > 0")
+        _check_unit("replay state 'beta'", beta)
+        super().load_state_dict(state, n_actions)
         self._tree.set_values(priorities.cpu().numpy())
-        self.max_priority = float(state["max_priority"])
-        self.set_beta(state["beta"])
+        self.max_priority = float(max_priority)
+        self.set_beta(beta)

@@ -30,7 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog="\n".join(__doc__.splitlines()[1:]))
     parser.add_argument("--preset", choices=sorted(PRESETS), help="named hyper-parameters (default: the env id's, if any)")
     parser.add_argument("--config", metavar="FILE", help="TOML file of config fields")
-    parser.add_argument("--resume", metavar="PATH", help="continue from a checkpoint (total_timesteps is the overall target)")
+    parser.add_argument("--resume", metavar="PATH", help="continue from a checkpoint (total_timesteps is the overall target); "
+                        "the run writes beside it, in the folder above its checkpoints/ folder")
+    parser.add_argument("--max-checkpoint-bytes", type=int, default=None, metavar="N",
+                        help="with --resume: refuse a larger file before reading it (default: the size its config implies)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     defaults = DQNConfig()
     group = parser.add_argument_group("config fields (dqn.config.DQNConfig)")
@@ -78,8 +81,12 @@ def main(argv: list[str] | None = None) -> int:
 
     config, given = config_from_args(args)
     set_threads(config.threads)  # the agent's first log line states it
+    if args.max_checkpoint_bytes is not None and args.max_checkpoint_bytes < 1:
+        raise ValueError(f"--max-checkpoint-bytes={args.max_checkpoint_bytes} must be ≥ 1")
+    if not config.logdir:
+        print("logdir is empty: no TensorBoard logs and no checkpoints are written")
     if args.resume:
-        agent = DQN.load(args.resume, **given)
+        agent = DQN.load(args.resume, max_bytes=args.max_checkpoint_bytes, **given)
         print(f"resuming {args.resume} at step {agent.global_step:,} of {agent.config.total_timesteps:,}")
     else:
         agent = DQN(config)

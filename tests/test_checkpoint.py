@@ -3,8 +3,6 @@ shape and env mismatches named, replay buffers round-trip."""
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
 
 import pytest
@@ -13,34 +11,17 @@ import torch
 from dqn.agent import DQN
 from dqn.checkpoint import MAGIC, CheckpointError, load_checkpoint, save_checkpoint
 from dqn.config import DQNConfig
+from forgery import malicious_checkpoint
 
 QUIET = dict(logdir="", eval_interval=0, learning_starts=50, threads=1, device="cpu", hidden=(16, 16))
-
-
-class Payload:
-    """Unpickling this calls exec(...), which writes a marker file: what a malicious checkpoint would do."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return exec, (f"open({self.marker!r}, 'w').write('pwned')",)
-
-
-def malicious_checkpoint(path, marker) -> None:
-    """A file with our header and a valid checksum whose payload would run code on a plain torch.load."""
-    buffer = io.BytesIO()
-    torch.save({"meta": "{}", "q": Payload(str(marker))}, buffer)
-    payload = buffer.getvalue()
-    path.write_bytes(MAGIC + hashlib.sha256(payload).digest() + payload)
 
 
 def test_round_trip_of_tensors_primitives_and_numpy(tmp_path):
     import numpy as np
 
-    path = save_checkpoint(tmp_path / "a.ckpt", {"w": torch.arange(3.0), "n": 7, "meta": "{}", "x": np.ones(2)})
+    path = save_checkpoint(tmp_path / "a.ckpt", {"w": torch.arange(3.0), "n": 7, "x": np.ones(2)}, {"k": [1, "v"]})
     state = load_checkpoint(path)
-    assert torch.equal(state["w"], torch.arange(3.0)) and state["n"] == 7
+    assert torch.equal(state["w"], torch.arange(3.0)) and state["n"] == 7 and state["meta"] == {"k": [1, "v"]}
     assert torch.equal(state["x"], torch.ones(2, dtype=torch.float64))  # arrays come back as tensors
     assert path.read_bytes().startswith(MAGIC) and not (tmp_path / "a.ckpt.tmp").exists()
 
@@ -78,10 +59,11 @@ def test_plain_torch_save_file_is_not_a_checkpoint(tmp_path):
         load_checkpoint(tmp_path / "plain.pt")
 
 
-def test_malicious_pickle_is_refused_and_its_payload_does_not_run(tmp_path):
+@pytest.mark.parametrize("version", [1, 2])
+def test_malicious_pickle_is_refused_and_its_payload_does_not_run(tmp_path, version):
     marker = tmp_path / "pwned.txt"
     path = tmp_path / "evil.ckpt"
-    malicious_checkpoint(path, marker)
+    malicious_checkpoint(path, marker, DQN(DQNConfig(**QUIET)).state_dict()[1], version)
     with pytest.raises(CheckpointError, match="contains objects that could run code; refused"):
         load_checkpoint(path)
     with pytest.raises(CheckpointError, match="could run code"):
@@ -129,9 +111,9 @@ def test_a_checkpoint_with_per_tensor_optimizer_state_loads_into_the_flat_w(tmp_
     for p in per_tensor.param_groups[0]["params"]:
         p.grad = torch.randn_like(p)
     per_tensor.step()
-    state = agent.state_dict()
+    state, meta = agent.state_dict()
     state["optimizer"] = per_tensor.state_dict()
-    path = save_checkpoint(tmp_path / "old.ckpt", state)
+    path = save_checkpoint(tmp_path / "old.ckpt", state, meta)
     loaded = DQN.load(path)
     moments = loaded.optimizer.state_dict()["state"][0]
     expected = per_tensor.state_dict()["state"]

@@ -5,9 +5,6 @@ test_train_script.py.)"""
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import os
 import signal
 import subprocess
@@ -19,7 +16,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dqn.checkpoint import MAGIC, load_checkpoint
+from dqn.agent import DQN
+from dqn.checkpoint import load_checkpoint
+from dqn.config import DQNConfig
+from forgery import Payload, malicious_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -37,7 +37,7 @@ def finish(argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess
 
 
 def counters(path: Path) -> dict:
-    return json.loads(load_checkpoint(path)["meta"])["counters"]
+    return load_checkpoint(path)["meta"]["counters"]
 
 
 def start_and_wait_for_checkpoint(logdir: Path, total: int, at_least: int) -> tuple[subprocess.Popen, Path]:
@@ -105,25 +105,14 @@ def test_sigint_saves_a_loadable_checkpoint_and_exits_130_without_a_traceback(tm
 
 
 # -------------------------------------------------------------- code-running checkpoints
-class Payload:
-    """Unpickling this calls exec(...), which writes a marker file: what a malicious checkpoint would do."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return exec, (f"open({self.marker!r}, 'w').write('pwned')",)
-
-
 def plain_pickle(path: Path, marker: Path) -> None:
     torch.save({"meta": "{}", "q": Payload(marker)}, path)
 
 
 def with_our_header(path: Path, marker: Path) -> None:
-    """Header and a valid checksum, so only the weights-only unpickler stands between the file and exec."""
-    buffer = io.BytesIO()
-    torch.save({"meta": "{}", "q": Payload(marker)}, buffer)
-    path.write_bytes(MAGIC + hashlib.sha256(buffer.getvalue()).digest() + buffer.getvalue())
+    """Header, a real run's meta and a valid checksum: only the weights-only unpickler stands in the way."""
+    meta = DQN(DQNConfig(logdir="", device="cpu", hidden=(16, 16))).state_dict()[1]
+    malicious_checkpoint(path, marker, meta)
 
 
 @pytest.mark.parametrize("make, message", [(plain_pickle, "is not a qapprox checkpoint"),

@@ -102,11 +102,11 @@ def test_train_resume_evaluate_plot(tmp_path, capsys):
     assert code == 0 and "TensorBoard: tensorboard --logdir" in out
     (run_dir,) = logdir.iterdir()
     latest = run_dir / "checkpoints" / "latest.ckpt"
-    assert '"global_step": 600' in load_checkpoint(latest)["meta"]
+    assert load_checkpoint(latest)["meta"]["counters"]["global_step"] == 600
 
     code, out, _ = exit_status(train_dqn.main, ["--resume", str(latest), "--total-timesteps", "1000", "--no-progress"], capsys)
     assert code == 0 and "resuming" in out and "at step 600 of 1,000" in out
-    assert '"global_step": 1000' in load_checkpoint(latest)["meta"]
+    assert load_checkpoint(latest)["meta"]["counters"]["global_step"] == 1000
     assert list(logdir.iterdir()) == [run_dir]  # the resumed run logs into the same run dir
     accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     accumulator.Reload()
@@ -129,5 +129,5 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     assert code == 1 and err.count("\n") == 1 and "training diverged at step 300: non-finite" in err
     (run_dir,) = logdir.iterdir()
     state = load_checkpoint(run_dir / "checkpoints" / "latest.ckpt")
-    assert '"global_step": 200' in state["meta"] and str(run_dir / "checkpoints" / "latest.ckpt") in err
+    assert state["meta"]["counters"]["global_step"] == 200 and str(run_dir / "checkpoints" / "latest.ckpt") in err
     assert all(np.isfinite(value.numpy()).all() for value in state["q"].values())
