@@ -73,8 +73,11 @@ def save_checkpoint(path: str | Path, state: dict[str, Any], meta: dict[str, Any
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
+    except OSError as exc:  # a full or read-only disk: name the file, leave no partial one
+        _remove(temporary)
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        _remove(temporary)
         raise
     _fsync_directory(path.parent)
     return path
@@ -198,6 +201,14 @@ def _tensors_for_arrays(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(_tensors_for_arrays(item) for item in value)
     return value
+
+
+def _remove(path: Path) -> None:
+    """Delete `path` if it exists and can be deleted (on a read-only disk it cannot, and was not written)."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _fsync_directory(directory: Path) -> None:

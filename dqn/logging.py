@@ -14,6 +14,7 @@ The full config goes in as text (config) and in the HParams dashboard with the f
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -54,12 +55,24 @@ def discounted_returns(rewards: np.ndarray, gamma: float, bootstrap: float = 0.0
     return returns
 
 
+def _quiet_writer_errors(args: threading.ExceptHookArgs) -> None:
+    """TensorBoard's writer thread re-raises a failed write (a full or read-only disk) in the main thread at the
+    next write or flush; printing its traceback from the thread as well would bury the one-line error."""
+    if isinstance(args.exc_value, OSError) and type(args.thread).__name__ == "_AsyncWriterThread":
+        return
+    _PREVIOUS_EXCEPTHOOK(args)
+
+
+_PREVIOUS_EXCEPTHOOK = threading.excepthook
+
+
 class RunLogger:
     """A SummaryWriter for one run; `purge_step` (on resume) drops events at or after that step."""
 
     def __init__(self, directory: str | Path, purge_step: int | None = None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
+        threading.excepthook = _quiet_writer_errors
         self.directory = Path(directory)
         self.writer = SummaryWriter(log_dir=str(self.directory), purge_step=purge_step)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 import tempfile
 from collections.abc import Callable
@@ -38,7 +39,7 @@ def run(main: Callable[[], int | None]) -> None:
     except OSError as exc:
         if exc.errno not in DISK_ERRORS:
             raise
-        where = f" writing {exc.filename}" if exc.filename else ""
+        where = f" writing {os.fsdecode(exc.filename)}" if exc.filename else ""
         print(f"error: {exc.strerror or exc}{where}; the last good checkpoint is kept", file=sys.stderr)
         sys.exit(EXIT_DISK)
     sys.exit(code or 0)
