@@ -516,7 +516,10 @@ class DQN:
 
         def size_limit(raw_meta: dict[str, Any]) -> int:  # parse the meta first: its config bounds the file
             checked.append(parse_meta(path, raw_meta))
-            return checkpoint_size_limit(checked[0])
+            try:
+                return checkpoint_size_limit(checked[0])
+            except ValueError as exc:  # a network its config cannot build (e.g. an MLP on image observations)
+                raise CheckpointError(f"{path}: {exc}") from None
 
         state = load_checkpoint(path, max_bytes=max_bytes, size_limit=size_limit)
         meta = checked[0] if checked else parse_meta(path, state["meta"])
@@ -533,16 +536,17 @@ class DQN:
             if getattr(config, name) != getattr(saved, name):
                 raise CheckpointError(f"checkpoint {path} has {name}={getattr(saved, name)!r}, "
                                       f"not {getattr(config, name)!r}; start a new run instead")
-        with torch.device("meta"):  # the expected state dicts, without allocating a network
-            expected = q_network(config.q_network, meta.obs_shape, meta.n_actions, config.hidden, config.activation,
-                                 config.dueling).state_dict()
+        try:
+            with torch.device("meta"):  # the expected state dicts and parameter shapes, without allocating a network
+                network = q_network(config.q_network, meta.obs_shape, meta.n_actions, config.hidden,
+                                    config.activation, config.dueling)
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+        expected = network.state_dict()
         q_state = check_tensors(path, "q", state.get("q"), expected)
         q_target_state = check_tensors(path, "q_target", state.get("q_target"), expected)
-        saved_optimizer = state.get("optimizer")
-        if isinstance(saved_optimizer, dict):  # per-tensor moments of qapprox before the flat w: flatten them
-            saved_optimizer = _flat_optimizer_state(saved_optimizer, len(expected))
-        optimizer_state = check_optimizer_state(path, saved_optimizer, config.optimizer,
-                                                sum(t.numel() for t in expected.values()))
+        optimizer_state = check_optimizer_state(path, state.get("optimizer"), config.optimizer,
+                                                [parameter.shape for parameter in network.parameters()])
         torch_rng = check_torch_rng(path, state.get("torch_rng"))
         try:
             agent = cls(config, env if isinstance(env, gym.vector.VectorEnv) else None,
@@ -604,21 +608,6 @@ class _StopOnSigint:
     def __exit__(self, *exc) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
-
-
-def _flat_optimizer_state(saved: dict[str, Any], n_parameters: int) -> dict[str, Any]:
-    """An optimiser state kept per parameter tensor (checkpoints of qapprox before the flat w) as the
-    state of the one flat w: each per-parameter tensor (Adam's moments) flattened and concatenated in
-    parameter order, which is w's order; a state already flat passes through unchanged."""
-    groups = saved.get("param_groups") if isinstance(saved, dict) else None
-    if not groups or len(groups) != 1 or len(groups[0].get("params", ())) not in (1, n_parameters):
-        return saved  # load_state_dict names what does not fit
-    per_tensor = [saved.get("state", {}).get(index) for index in groups[0]["params"]]
-    state = {}
-    if all(per_tensor):
-        state[0] = {key: torch.cat([entry[key].reshape(-1) for entry in per_tensor]) if key != "step" and
-                    torch.is_tensor(value) and value.dim() > 0 else value for key, value in per_tensor[0].items()}
-    return {"state": state, "param_groups": [{**groups[0], "params": [0]}]}
 
 
 def default_run_dir(checkpoint: Path) -> Path:

@@ -44,7 +44,14 @@ CHUNK = 1 << 20
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded: one line naming the path and why."""
+    """A checkpoint that cannot be loaded: one line naming the path and why (at most MESSAGE_LIMIT characters,
+    so a crafted key or value cannot flood the terminal)."""
+
+    MESSAGE_LIMIT = 600
+
+    def __init__(self, message: str) -> None:
+        message = " ".join(message.split())
+        super().__init__(message if len(message) <= self.MESSAGE_LIMIT else message[: self.MESSAGE_LIMIT - 1] + "…")
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any], meta: dict[str, Any] | None = None) -> Path:
@@ -254,7 +261,7 @@ def parse_meta(path: str | Path, meta: Any) -> CheckpointMeta:
     raw_config = _dict(path, "config", meta.get("config"))
     try:
         config = DQNConfig.from_dict({k: v for k, v in raw_config.items() if k not in EXECUTION_FIELDS},
-                                     source=f"checkpoint {path}").validate()
+                                     source="its config").validate()
     except ValueError as exc:
         raise CheckpointError(f"{path}: config: {exc}") from None
     counters = _dict(path, "counters", meta.get("counters"))
@@ -296,32 +303,49 @@ def check_tensors(path: str | Path, name: str, saved: Any, expected: dict[str, t
     return saved
 
 
-def check_optimizer_state(path: str | Path, saved: Any, optimizer: str, n_weights: int) -> dict[int, dict[str, torch.Tensor]]:
-    """The per-parameter state of the one flat w: {} or {0: {step, exp_avg, exp_avg_sq}} for Adam, {} for
-    SGD. The hyper-parameters (param_groups) are never taken from the file: they come from the config."""
+def check_optimizer_state(path: str | Path, saved: Any, optimizer: str,
+                          shapes: list[torch.Size]) -> dict[int, dict[str, torch.Tensor]]:
+    """The optimiser state of the one flat w: {} or {0: {step, exp_avg, exp_avg_sq}} for Adam, {} for SGD.
+
+    Adam's moments kept per parameter tensor (qapprox before the flat w: state {0 … k−1}, one entry per
+    tensor of `shapes`) are checked tensor by tensor and concatenated in parameter order, which is w's
+    order. The hyper-parameters (param_groups) are never taken from the file: they come from the config.
+    """
     saved = _dict(path, "optimizer", saved)
     state = saved.get("state", {})
-    if not isinstance(state, dict) or set(state) - {0}:
-        raise CheckpointError(f"{path}: optimizer.state must map the flat w (index 0) to its state")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: optimizer.state must be a dict, not {type(state).__name__}")
     if not state:
         return {}
-    entry = _dict(path, "optimizer.state[0]", state[0])
     if optimizer == "sgd":
-        if any(value is not None for value in entry.values()):
-            raise CheckpointError(f"{path}: optimizer.state holds {sorted(entry)}; plain SGD keeps no state")
+        if any(not isinstance(entry, dict) or any(v is not None for v in entry.values()) for entry in state.values()):
+            raise CheckpointError(f"{path}: optimizer.state holds values; plain SGD keeps no state")
         return {}
-    if set(entry) != {"step", "exp_avg", "exp_avg_sq"}:
-        raise CheckpointError(f"{path}: optimizer.state[0] has keys {sorted(entry)}; Adam's are exp_avg, exp_avg_sq, step")
-    step = entry["step"]
-    if not isinstance(step, torch.Tensor) or step.numel() != 1 or not step.is_floating_point() or \
-            not 0 <= float(step) <= MAX_COUNT:
-        raise CheckpointError(f"{path}: optimizer.state[0].step must be one number in [0, 2**53]")
-    expected = torch.empty(n_weights, dtype=torch.float32)
-    moments = check_tensors(path, "optimizer.state[0]", {k: entry[k] for k in ("exp_avg", "exp_avg_sq")},
-                            {"exp_avg": expected, "exp_avg_sq": expected})
-    if (moments["exp_avg_sq"] < 0).any():
-        raise CheckpointError(f"{path}: optimizer.state[0].exp_avg_sq has negative values")
-    return {0: {"step": step.reshape(()).float(), **moments}}
+    keys = sorted(state, key=repr)
+    if keys == [0]:
+        shapes = [torch.Size([sum(shape.numel() for shape in shapes)])]
+    elif keys != list(range(len(shapes))):
+        raise CheckpointError(f"{path}: optimizer.state has entries {keys[:4]}; expected [0] (the flat w) "
+                              f"or one per parameter tensor (0 … {len(shapes) - 1})")
+    steps, moments = [], {"exp_avg": [], "exp_avg_sq": []}
+    for index, shape in enumerate(shapes):
+        entry = _dict(path, f"optimizer.state[{index}]", state[index])
+        if set(entry) != {"step", "exp_avg", "exp_avg_sq"}:
+            raise CheckpointError(f"{path}: optimizer.state[{index}] has keys {sorted(map(str, entry))[:4]}; "
+                                  "Adam's are exp_avg, exp_avg_sq, step")
+        step = entry["step"]
+        if not isinstance(step, torch.Tensor) or step.numel() != 1 or not step.is_floating_point() or \
+                not 0 <= float(step) <= MAX_COUNT:
+            raise CheckpointError(f"{path}: optimizer.state[{index}].step must be one number in [0, 2**53]")
+        steps.append(step.reshape(()).float())
+        reference = torch.empty(shape, dtype=torch.float32)
+        checked = check_tensors(path, f"optimizer.state[{index}]", {k: entry[k] for k in moments},
+                                {"exp_avg": reference, "exp_avg_sq": reference})
+        if (checked["exp_avg_sq"] < 0).any():
+            raise CheckpointError(f"{path}: optimizer.state[{index}].exp_avg_sq has negative values")
+        for key in moments:
+            moments[key].append(checked[key].reshape(-1))
+    return {0: {"step": steps[0], **{key: torch.cat(parts) for key, parts in moments.items()}}}
 
 
 def check_torch_rng(path: str | Path, saved: Any) -> torch.Tensor:
