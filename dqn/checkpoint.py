@@ -368,7 +368,8 @@ def _dict(path: str | Path, name: str, value: Any) -> dict:
 
 def _int(path: str | Path, name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise CheckpointError(f"{path}: {name}={value!r} must be an integer in [{low}, {high}]")
+        bound = {MAX_COUNT: "2**53", 2**128 - 1: "2**128 - 1", 2**32 - 1: "2**32 - 1"}.get(high, f"{high:,}")
+        raise CheckpointError(f"{path}: {name}={value!r} must be an integer in [{low}, {bound}]")
     return value
 
 
