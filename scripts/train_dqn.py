@@ -9,7 +9,7 @@
 Every field of dqn.config.DQNConfig is a flag (--learning-rate 1e-3, --double-q false, --hidden 128,128).
 Precedence: defaults < preset (--preset, or the env id's own preset) < --config FILE < flags.
 Writes TensorBoard logs and checkpoints (checkpoints/latest.ckpt, best.ckpt) under the run dir.
-Exit status: 0 done, 1 diverged, 2 bad input, 130 stopped by Ctrl-C (a checkpoint is saved).
+Exit status: 0 done, 1 diverged, 2 bad input, 3 disk full or read-only, 130 stopped by Ctrl-C (a checkpoint is saved).
 """
 
 from __future__ import annotations
