@@ -6,6 +6,10 @@
 
 Each trial is one training run in SWEEP_DIR/<configuration>__seed<N>/; re-running the same
 command skips finished trials and resumes the others from their checkpoints (see sweep_lib).
+
+Without --address the sweep starts its own Ray cluster on this machine: every Ray process listens
+on 127.0.0.1 only, there is no dashboard unless --dashboard, and the cluster ends with this command
+(also when it is killed).
 """
 
 from __future__ import annotations
@@ -36,8 +40,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--total-timesteps", type=int, default=None, help="environment steps per trial")
     parser.add_argument("--sweep-dir", default=None, help="default runs/sweeps/<env>; reuse it to resume")
     parser.add_argument("--address", default=None,
-                        help="join a Ray cluster: auto or HOST:PORT (default: start a local one)")
+                        help="join a Ray cluster: auto or HOST:PORT (default: start a local one, on 127.0.0.1 only)")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local cluster (default: all)")
+    parser.add_argument("--dashboard", action="store_true",
+                        help="start the local cluster's Ray dashboard too (on 127.0.0.1; default: none)")
     parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="default 1")
     parser.add_argument("--gpus-per-trial", default="auto",
                         help="GPU fraction per trial; auto: the trial's CPU share of the cluster's GPUs")
@@ -63,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         print_report(args.report, args.solve_threshold)
         return 0
-    sweep_lib.import_ray()  # before any work: without Ray, one line saying how to install it
+    sweep_lib.check_ray_installed()  # before any work: without Ray, one line saying how to install it
+    if args.address is not None and args.dashboard:
+        raise ValueError("--dashboard is for the local cluster; a cluster joined with --address has its own")
     if args.cpus_per_trial <= 0 or args.max_retries < 0:
         raise ValueError(f"cpus_per_trial={args.cpus_per_trial} must be > 0 and max_retries={args.max_retries} ≥ 0")
     gpus_per_trial = sweep_lib.parse_gpus(args.gpus_per_trial)
@@ -94,14 +102,16 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(trials)} trials; {len(trials) - len(todo)} finished, {len(todo)} to run", flush=True)
     failures: list[str] = []
     if todo:
-        ray = sweep_lib.connect(args.address, args.num_cpus)
-        resources = ray.cluster_resources()
-        gpus = sweep_lib.gpu_share(resources, args.cpus_per_trial, gpus_per_trial)
-        todo = [dataclasses.replace(t, device="cuda" if gpus > 0 else "cpu") for t in todo]
-        print(f"ray: {resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU; per trial "
-              f"{args.cpus_per_trial:g} CPU, {gpus:g} GPU, 1 torch thread", flush=True)
-        failures = sweep_lib.run_on_ray(ray, todo, args.cpus_per_trial, gpus, args.max_retries)
-        ray.shutdown()
+        ray = sweep_lib.connect(args.address, args.num_cpus, args.dashboard)
+        try:
+            resources = ray.cluster_resources()
+            gpus = sweep_lib.gpu_share(resources, args.cpus_per_trial, gpus_per_trial)
+            todo = [dataclasses.replace(t, device="cuda" if gpus > 0 else "cpu") for t in todo]
+            print(f"ray: {resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU; per trial "
+                  f"{args.cpus_per_trial:g} CPU, {gpus:g} GPU, 1 torch thread", flush=True)
+            failures = sweep_lib.run_on_ray(ray, todo, args.cpus_per_trial, gpus, args.max_retries)
+        finally:
+            sweep_lib.disconnect(ray)
     print_report(sweep_dir, args.solve_threshold)
     for failure in failures:
         print(f"failed: {failure}")

@@ -16,6 +16,10 @@ A core task with `max_retries` gives exactly what is needed: Ray re-runs a task 
 died, and the re-run resumes from the trial's newest checkpoint; `done.json` makes a re-run of
 the whole sweep skip finished trials.
 
+Without an address the driver starts its own cluster (LocalCluster): every Ray process listens on
+127.0.0.1 only, with a token of its own, and all of them end with the driver, also when the driver is
+SIGKILLed (a keeper process, see the comment above LocalCluster).
+
 Test hook: with QAPPROX_SWEEP_KILL_TRIAL=<trial name> in the driver's environment, the first
 attempt of that trial SIGKILLs its training process and then its own Ray worker as soon as the
 run's first checkpoint file appears, the way a lost machine would.
@@ -23,6 +27,7 @@ run's first checkpoint file appears, the way a lost machine would.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import dataclasses
 import itertools
@@ -37,6 +42,8 @@ import typing
 from pathlib import Path
 
 import numpy as np
+
+from approximators.limits import cpu_count
 
 RAY_MISSING = "the sweep needs Ray: pip install 'qapprox[distributed]'"
 KILL_TRIAL_VARIABLE = "QAPPROX_SWEEP_KILL_TRIAL"
@@ -319,6 +326,15 @@ def run_trial(trial: Trial) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
+def check_ray_installed() -> None:
+    """A one-line error saying how to install Ray if it is missing — without importing it, so that
+    nothing of Ray starts before the sweep's input is checked."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise ValueError(RAY_MISSING)
+
+
 def import_ray():
     """Ray, or a one-line error saying how to install it."""
     try:
@@ -328,16 +344,216 @@ def import_ray():
     return ray
 
 
-def connect(address: str | None, num_cpus: int | None):
-    """Join the cluster at `address` ('auto' or HOST:PORT), or start an embedded local one."""
-    ray = import_ray()
-    quiet = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": False}
+def connect(address: str | None, num_cpus: int | None, dashboard: bool = False):
+    """Join the cluster at `address` ('auto' or HOST:PORT), or start a local one (see LocalCluster):
+    loopback only, no dashboard unless `dashboard`, and gone with this process. disconnect() ends it."""
+    quiet = {"logging_level": "ERROR", "log_to_driver": False}
     if address:
-        ray.init(address=address, **quiet)
-    else:
-        # "local": a new cluster, even where `ray start` left one running (or its address file behind)
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **quiet)
+        ray = import_ray()
+        ray.init(address=address, include_dashboard=False, **quiet)
+        return ray
+    imported = "ray" in sys.modules
+    os.environ.update(local_ray_environment())  # before `import ray`: Ray reads it when imported
+    ray = import_ray()
+    if imported:  # the same settings, applied late where Ray has read them already
+        from ray._private import ray_constants
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+    if dashboard and ray._private.utils.get_dashboard_dependency_error() is not None:
+        raise ValueError("--dashboard needs Ray's dashboard packages: pip install 'ray[default]'")
+    cluster = LocalCluster(num_cpus or cpu_count(), dashboard, os.environ.copy())
+    try:
+        ray.init(address=cluster.address, _node_ip_address=LOOPBACK, **quiet)
+    except BaseException:
+        cluster.stop()
+        raise
+    _LOCAL_CLUSTERS.append(cluster)
+    if cluster.dashboard_url:
+        print(f"ray dashboard: http://{cluster.dashboard_url}", flush=True)
     return ray
+
+
+def disconnect(ray) -> None:
+    """Leave the cluster; a local one started by connect() is stopped, and waited for."""
+    ray.shutdown()
+    while _LOCAL_CLUSTERS:
+        _LOCAL_CLUSTERS.pop().stop()
+
+
+# --------------------------------------------------------------------------------------------
+# The local cluster: on 127.0.0.1 only, and ended with the driver, even by SIGKILL
+# --------------------------------------------------------------------------------------------
+#
+# Process tree (the driver is `python -m scripts.sweep`):
+#
+#   driver ── keeper (own session, child subreaper) ── head (ray.init: gcs, raylet, …) ── agents, workers, trials
+#
+# Ray fate-shares gcs_server, raylet, the log monitor, dashboard and autoscaler monitor with the
+# process that ran ray.init (prctl PR_SET_PDEATHSIG), but not the raylet's dashboard and runtime-env
+# agents: after a SIGKILL they notice their raylet is gone and then block ~60 s publishing that to the
+# dead GCS, still listening. Ray's workers put themselves in their own process groups, so killing a
+# process group would miss them too. Hence the keeper: a stdlib-only process whose stdin is a pipe
+# the driver alone holds open. When the driver exits, however it exits, the pipe reads EOF; the head
+# (reading the same pipe) shuts Ray down, and the keeper then SIGKILLs whatever is left below it.
+# As the child subreaper (PR_SET_CHILD_SUBREAPER), the keeper inherits every orphan below it — a Ray
+# process whose parent died is re-parented to the keeper, not to init — so "no child left" is "no Ray
+# process of this cluster left", and it reaps them until there is none.
+#
+# Loopback only: RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 is Ray's own switch for a single-machine cluster
+# (its default on macOS and Windows): Ray then takes 127.0.0.1 as the node's address — ray.init would
+# otherwise turn _node_ip_address="127.0.0.1" into the address of the default route — and its gRPC
+# servers (GCS, raylet, object manager, every core worker) listen on 127.0.0.1 when the node address is
+# 127.0.0.1; the runtime-env agent listens on the node address. Set before `import ray` in every process
+# of the cluster (they inherit it). Usage statistics, which Ray would send to its servers, are off.
+#
+# Loopback is open to every user of the machine, so the cluster also takes Ray's token authentication,
+# with a new token per cluster handed down in the environment (readable by this user only). Ray ≥ 2.5x
+# would otherwise enable it with a token it keeps in ~/.ray/auth_token, a file other users may read,
+# and the driver, joining by address, would not find it.
+
+LOOPBACK = "127.0.0.1"
+LOCAL_RAY_ENVIRONMENT = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+                         "RAY_AUTH_MODE": "token"}
+LOCAL_START_SECONDS = 180.0  # for the head to answer with its address (ray.init on a loaded 2-core machine)
+HEAD_STOP_SECONDS = 10.0  # for the head's ray.shutdown() after the driver is gone, before SIGKILL
+_LOCAL_CLUSTERS: list[LocalCluster] = []
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def local_ray_environment() -> dict[str, str]:
+    """LOCAL_RAY_ENVIRONMENT and a new authentication token (RAY_AUTH_TOKEN) for one local cluster."""
+    import secrets
+
+    return LOCAL_RAY_ENVIRONMENT | {"RAY_AUTH_TOKEN": secrets.token_hex(32)}
+
+
+class LocalCluster:
+    """A one-machine Ray cluster for this process: started by a keeper process, stopped when this
+    process closes its end of the keeper's stdin (stop(), or exiting in any way, SIGKILL included).
+
+    `environment` is the cluster's (default: ours with local_ray_environment()); a driver joins it at
+    `address` with the same RAY_AUTH_TOKEN and LOCAL_RAY_ENVIRONMENT in its own environment."""
+
+    def __init__(self, num_cpus: int, dashboard: bool = False, environment: dict[str, str] | None = None,
+                 timeout: float = LOCAL_START_SECONDS) -> None:
+        import selectors
+
+        self.environment = environment or os.environ | local_ray_environment()
+
+        reader, self._lifeline = os.pipe()  # non-inheritable: no other child of ours holds it open
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "scripts.sweep_lib", "keeper", str(int(num_cpus)), str(int(dashboard))],
+                stdin=reader, stdout=subprocess.PIPE, env=self.environment,
+                start_new_session=True)  # the terminal's Ctrl-C reaches the driver, which then stops us
+        finally:
+            os.close(reader)
+        atexit.register(self.stop)
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            answered = bool(selector.select(timeout))
+        try:
+            head = json.loads(self.process.stdout.readline() if answered else b"null")
+            self.address, self.dashboard_url = str(head["address"]), head.get("dashboard_url")
+        except (ValueError, KeyError, TypeError):
+            self.stop()
+            why = "failed (Ray's message is above)" if answered else f"did not start within {timeout:g} s"
+            raise RuntimeError(f"the local Ray cluster {why}") from None
+
+    def stop(self, timeout: float = 3 * HEAD_STOP_SECONDS) -> None:
+        """Close the keeper's stdin and wait for it to have ended every process of the cluster."""
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:  # pragma: no cover - the keeper is stuck: its orphans stay
+            self.process.kill()
+            self.process.wait()
+        self.process.stdout.close()
+
+
+def _head(num_cpus: int, dashboard: bool) -> None:
+    """The head process: ray.init a new local cluster, write its address on stdout, then wait for EOF
+    on stdin (the driver is gone) and shut it down. Ray's processes inherit neither pipe."""
+    lifeline, answer = os.fdopen(os.dup(0), "rb"), os.fdopen(os.dup(1), "w")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)  # what Ray prints goes where the driver's errors go
+    import ray  # LOCAL_RAY_ENVIRONMENT and the token are in our environment already
+
+    context = ray.init(address="local", num_cpus=num_cpus, _node_ip_address=LOOPBACK,
+                       include_dashboard=dashboard, dashboard_host=LOOPBACK, logging_level="ERROR",
+                       log_to_driver=False)
+    answer.write(json.dumps({"address": ray.get_runtime_context().gcs_address,
+                             "dashboard_url": context.dashboard_url or None}) + "\n")
+    answer.close()
+    lifeline.read()
+    ray.shutdown()
+
+
+def _descendants(root: int) -> list[int]:
+    """Live (not zombie) processes below `root`, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                    state, ppid = stat.read().rsplit(b")", 1)[1].split()[:2]
+            except (OSError, ValueError):
+                continue
+            if state != b"Z":
+                children.setdefault(int(ppid), []).append(int(entry.name))
+    found, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def _reap() -> None:
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def _keeper(num_cpus: int, dashboard: bool) -> None:
+    """The keeper process (see the comment above LocalCluster): start the head, wait for EOF on stdin,
+    give the head HEAD_STOP_SECONDS to shut Ray down, then SIGKILL and reap everything below us."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:  # pragma: no cover - Linux < 3.4
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a SIGTERM still cleans up (finally below)
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(1))
+    head = subprocess.Popen([sys.executable, "-m", "scripts.sweep_lib", "head", str(num_cpus), str(int(dashboard))],
+                            preexec_fn=die_with_parent)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # the head holds the answer pipe alone: EOF if it dies
+    try:
+        sys.stdin.buffer.read()
+        head.wait(HEAD_STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        deadline = time.monotonic() + HEAD_STOP_SECONDS
+        while True:
+            _reap()
+            left = _descendants(os.getpid())
+            if not left or time.monotonic() > deadline:
+                break
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.02)
 
 
 def parse_gpus(text: str) -> float | None:
@@ -652,9 +868,11 @@ def benchmark(trials: list[Trial], num_cpus: int) -> dict:
     init_seconds = time.perf_counter() - start
     start = time.perf_counter()
     ray_dir = Path(trials[0].sweep_dir) / "ray"
-    failures = run_on_ray(ray, [dataclasses.replace(t, sweep_dir=str(ray_dir)) for t in trials], 1, 0, 0)
-    ray_seconds = time.perf_counter() - start
-    ray.shutdown()
+    try:
+        failures = run_on_ray(ray, [dataclasses.replace(t, sweep_dir=str(ray_dir)) for t in trials], 1, 0, 0)
+        ray_seconds = time.perf_counter() - start
+    finally:
+        disconnect(ray)
     if failures:
         raise RuntimeError(f"benchmark trials failed: {failures}")
     on_ray = [read_json(ray_dir / t.name / "done.json")["seconds"] for t in trials]
@@ -667,3 +885,8 @@ def benchmark(trials: list[Trial], num_cpus: int) -> dict:
             "trial_seconds_ray_mean": round(float(np.mean(on_ray)), 2),
             "ray_overhead_seconds_per_trial": round((ray_seconds * min(num_cpus, n) - sum(on_ray)) / n, 2),
             "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+
+
+if __name__ == "__main__":  # the local cluster's keeper and head processes (LocalCluster)
+    role, cpus, with_dashboard = sys.argv[1:]
+    {"keeper": _keeper, "head": _head}[role](int(cpus), with_dashboard == "1")

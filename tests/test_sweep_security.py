@@ -1,0 +1,207 @@
+"""The sweep treats its machine with care: the local Ray cluster listens on loopback only and ends
+with its driver, also when the driver is SIGKILLed.
+
+Sockets and processes are read from /proc (Linux): /proc/net/{tcp,tcp6,udp,udp6} give the sockets,
+/proc/<pid>/fd maps them to processes, /proc/<pid>/stat gives parents and start times."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+REPO = Path(__file__).resolve().parent.parent
+linux_only = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc (Linux)")
+
+
+# ---------------------------------------------------------------- the local Ray cluster
+
+DRIVER = """
+import json, os, sys
+from scripts import sweep_lib
+ray = sweep_lib.connect(None, 1)
+worker = ray.get(ray.remote(lambda: os.getpid()).remote())
+print(json.dumps({"worker": worker, "session": ray._private.worker._global_node.get_session_dir_path(),
+                  "gcs": ray.get_runtime_context().gcs_address}), flush=True)
+if sys.stdin.readline() == "disconnect\\n":
+    sweep_lib.disconnect(ray)
+    print("disconnected", flush=True)
+"""
+
+
+def start_driver():
+    """`connect(None, 1)` in a subprocess that has run one task; (process, what it printed)."""
+    pytest.importorskip("ray")
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    line = driver.stdout.readline()
+    if not line:
+        driver.kill()
+        pytest.fail(f"the driver exited with {driver.wait()} before the cluster answered")
+    return driver, json.loads(line)
+
+
+def stat(pid: int) -> tuple[int, str, int] | None:
+    """(parent, state, start time) of a process, or None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), fields[0].decode(), int(fields[19])
+
+
+def tree(root: int) -> dict[int, int]:
+    """pid → start time of `root` and every live process below it."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (info := stat(int(entry.name))) and info[1] != "Z":
+            children.setdefault(info[0], []).append(int(entry.name))
+    found, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if (info := stat(pid)) is not None:
+            found[pid] = info[2]
+            todo += children.get(pid, [])
+    return found
+
+
+def alive(processes: dict[int, int]) -> list[int]:
+    """The processes (pid → start time) still running: same pid, same start time, not a zombie."""
+    return [pid for pid, start in processes.items() if (info := stat(pid)) and info[2] == start and info[1] != "Z"]
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:100]
+    except OSError:
+        return "?"
+
+
+def address(hex_address: str) -> tuple[str, int]:
+    """'0100007F:1F90' → ('127.0.0.1', 8080); IPv6 in /proc's four host-order words."""
+    ip, port = hex_address.split(":")
+    raw = bytes.fromhex(ip)
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw[::-1]), int(port, 16)
+    return socket.inet_ntop(socket.AF_INET6, b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))), int(port, 16)
+
+
+def sockets() -> dict[int, tuple[str, str, tuple[str, int], tuple[str, int]]]:
+    """inode → (protocol, state, local address, remote address) of every inet socket on the machine."""
+    table = {}
+    for protocol in ("tcp", "tcp6", "udp", "udp6"):
+        lines = Path(f"/proc/net/{protocol}").read_text().splitlines()[1:]
+        for fields in (line.split() for line in lines):
+            table[int(fields[9])] = (protocol, fields[3], address(fields[1]), address(fields[2]))
+    return table
+
+
+def socket_inodes(pid: int) -> set[int]:
+    found = set()
+    try:
+        for fd in os.scandir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(fd.path)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                found.add(int(target[8:-1]))
+    except OSError:
+        pass
+    return found
+
+
+def is_loopback(ip: str) -> bool:
+    parsed = ipaddress.ip_address(ip)
+    return parsed.is_loopback or bool(getattr(parsed, "ipv4_mapped", None) and parsed.ipv4_mapped.is_loopback)
+
+
+TCP_LISTEN = "0A"
+
+
+@pytest.fixture(scope="module")
+def driver():
+    driver, info = start_driver()
+    yield driver, info
+    driver.kill()
+    driver.wait()
+
+
+@linux_only
+def test_every_socket_of_the_local_cluster_is_on_loopback(driver):
+    process, info = driver
+    listening: dict[tuple, str] = {}
+    for _ in range(3):  # the agents bind a little after ray.init returns: look three times
+        table, processes = sockets(), tree(process.pid)
+        for pid in processes:
+            for inode in socket_inodes(pid):
+                if inode not in table:
+                    continue
+                protocol, state, local, remote = table[inode]
+                where = f"{protocol} {local[0]}:{local[1]} of {pid} ({cmdline(pid)})"
+                assert is_loopback(local[0]), f"bound beyond loopback: {where}"
+                if state == TCP_LISTEN if protocol.startswith("tcp") else remote[1] == 0:
+                    listening[(protocol, *local)] = cmdline(pid)  # listening TCP, unconnected UDP
+                else:  # a connection: its other end is on this machine too
+                    assert is_loopback(remote[0]), f"connected beyond loopback: {where} → {remote}"
+        time.sleep(1)
+    gcs_port = int(info["gcs"].rsplit(":", 1)[1])
+    assert any(port == gcs_port for _, _, port in listening), listening  # the scan sees the GCS
+    assert len(processes) >= 6 and len(listening) >= 5, (processes, listening)  # gcs, raylet ×2, driver, worker…
+
+
+def assert_all_end(processes: dict[int, int], session: str, within: float = 15.0) -> None:
+    """Every process of `processes` ends within `within` s, and so does any other with the session in its command."""
+    start, survivors = time.monotonic(), []
+    while time.monotonic() - start < within:
+        survivors = alive(processes) + [p for p in map(int, filter(str.isdigit, os.listdir("/proc")))
+                                        if session in cmdline(p) and (info := stat(p)) and info[1] != "Z"]
+        if not survivors:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"alive {within:g} s after the driver's SIGKILL: " + "; ".join(f"{p} {cmdline(p)}" for p in survivors))
+
+
+@linux_only
+def test_sigkill_of_the_driver_ends_every_ray_process(driver):
+    process, info = driver
+    processes = tree(process.pid)
+    assert info["worker"] in processes and len(processes) >= 6
+    process.kill()
+    process.wait()
+    assert_all_end(processes, Path(info["session"]).name)
+
+
+@linux_only
+def test_even_with_the_head_killed_too_the_keeper_ends_the_rest():
+    # Ray's own shutdown (in the head) has no chance here: the raylet's agents, which outlive a dead
+    # raylet by about a minute, are the keeper's to end.
+    process, info = start_driver()
+    processes = tree(process.pid)
+    [head] = [pid for pid in processes if "scripts.sweep_lib head" in cmdline(pid)]
+    os.kill(head, signal.SIGKILL)
+    process.kill()
+    process.wait()
+    assert_all_end(processes, Path(info["session"]).name)
+
+
+@linux_only
+def test_disconnect_stops_the_local_cluster_and_waits_for_it():
+    process, info = start_driver()
+    try:
+        processes = tree(process.pid)
+        out, _ = process.communicate("disconnect\n", timeout=60)
+        assert out == "disconnected\n" and process.returncode == 0
+        assert alive(processes) == [], [cmdline(p) for p in alive(processes)]  # gone before the driver returned
+    finally:
+        process.kill()
+        process.wait()
