@@ -9,7 +9,7 @@ command skips finished trials and resumes the others from their checkpoints (see
 
 Without --address the sweep starts its own Ray cluster on this machine: every Ray process listens
 on 127.0.0.1 only, there is no dashboard unless --dashboard, and the cluster ends with this command
-(also when it is killed).
+(also when it is killed). Every flag is checked before Ray starts; a bad one is one line, exit 2.
 """
 
 from __future__ import annotations
@@ -20,8 +20,11 @@ import json
 import os
 from pathlib import Path
 
+from approximators.limits import check_threads, cpu_count
 from scripts import sweep_lib
-from scripts._cli import ArgumentParser, run
+from scripts._cli import DISK_ERRORS, ArgumentParser, check_output_path, finite_float, run
+
+MAX_RETRIES = 100  # retries of one trial whose worker died
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,14 +44,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sweep-dir", default=None, help="default runs/sweeps/<env>; reuse it to resume")
     parser.add_argument("--address", default=None,
                         help="join a Ray cluster: auto or HOST:PORT (default: start a local one, on 127.0.0.1 only)")
-    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local cluster (default: all)")
+    parser.add_argument("--num-cpus", type=int, default=None,
+                        help="CPUs of the local cluster, 1 to the CPUs this process may use (default: all of them)")
     parser.add_argument("--dashboard", action="store_true",
                         help="start the local cluster's Ray dashboard too (on 127.0.0.1; default: none)")
-    parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="default 1")
+    parser.add_argument("--cpus-per-trial", type=finite_float, default=1.0, help="default 1")
     parser.add_argument("--gpus-per-trial", default="auto",
                         help="GPU fraction per trial; auto: the trial's CPU share of the cluster's GPUs")
-    parser.add_argument("--max-retries", type=int, default=3, help="retries of a trial whose worker died")
-    parser.add_argument("--solve-threshold", type=float, default=None,
+    parser.add_argument("--max-retries", type=int, default=3,
+                        help=f"retries of a trial whose worker died, 0 to {MAX_RETRIES} (default 3)")
+    parser.add_argument("--solve-threshold", type=finite_float, default=None,
                         help="greedy return that counts as solved (default: the env's reward_threshold, 475 for CartPole-v1)")
     parser.add_argument("--report", metavar="SWEEP_DIR", default=None,
                         help="only aggregate an existing sweep directory (no Ray needed)")
@@ -64,41 +69,74 @@ def print_report(sweep_dir: str | Path, threshold: float | None) -> None:
     print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
+def check_cluster(args: argparse.Namespace) -> float | None:
+    """The cluster and per-trial flags, before anything starts; returns --gpus-per-trial (None: auto)."""
+    if args.address is not None:
+        for given, flag in ((args.num_cpus is not None, "--num-cpus"), (args.dashboard, "--dashboard"),
+                            (args.bench, "--bench")):
+            if given:
+                raise ValueError(f"{flag} is for the local cluster; a cluster joined with --address has its own")
+    elif args.num_cpus is not None:
+        check_threads("num_cpus", args.num_cpus)
+    if not args.cpus_per_trial > 0:
+        raise ValueError(f"cpus_per_trial={args.cpus_per_trial:g} must be > 0")
+    local_cpus = args.num_cpus or cpu_count()
+    if args.address is None and args.cpus_per_trial > local_cpus:
+        raise ValueError(f"cpus_per_trial={args.cpus_per_trial:g} is more than the local cluster's {local_cpus} CPUs")
+    if not 0 <= args.max_retries <= MAX_RETRIES:
+        raise ValueError(f"max_retries={args.max_retries} must be an integer in [0, {MAX_RETRIES}]")
+    return sweep_lib.parse_gpus(args.gpus_per_trial)
+
+
+def make_sweep_dir(path: Path) -> Path:
+    """The sweep directory, made now (before Ray) so that a path that cannot be one is one line."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--sweep-dir {path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if exc.errno in DISK_ERRORS:
+            raise
+        raise ValueError(f"--sweep-dir {path}: {exc.strerror or exc}") from None
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report:
         print_report(args.report, args.solve_threshold)
         return 0
-    sweep_lib.check_ray_installed()  # before any work: without Ray, one line saying how to install it
-    if args.address is not None and args.dashboard:
-        raise ValueError("--dashboard is for the local cluster; a cluster joined with --address has its own")
-    if args.cpus_per_trial <= 0 or args.max_retries < 0:
-        raise ValueError(f"cpus_per_trial={args.cpus_per_trial} must be > 0 and max_retries={args.max_retries} ≥ 0")
-    gpus_per_trial = sweep_lib.parse_gpus(args.gpus_per_trial)
+    # Everything below up to connect() only checks: nothing of Ray starts, nothing big is allocated.
+    sweep_lib.check_ray_installed()
+    gpus_per_trial = check_cluster(args)
     fields = sweep_lib.config_fields()
     fixed = sweep_lib.parse_assignments(args.set, fields)
     if any(len(values) != 1 for values in fixed.values()):
         raise ValueError(f"--set takes one value per key: {' '.join(args.set)}")
     grid = sweep_lib.parse_assignments(args.grid, fields)
+    seeds = sweep_lib.parse_seeds(args.seeds)
     configs = sweep_lib.configurations(grid, sweep_lib.parse_search(args.search, fields), args.random,
                                        args.search_seed)
+    sweep_lib.check_trial_count(len(configs), len(seeds))
     fixed = {key: values[0] for key, values in fixed.items()}
-    sweep_lib.check_configs(args.env, configs, fixed, args.total_timesteps)
+    sweep_lib.check_env(args.env)
+    sweep_lib.check_configs(args.env, configs, fixed, args.total_timesteps, seeds)
+    if args.bench:
+        check_output_path("--bench-out", args.bench_out)
     sweep_dir = Path(args.sweep_dir or Path("runs", "sweeps", args.env.replace("/", "-")))
     if args.bench:
         sweep_dir = sweep_dir / f"bench-{os.getpid()}"
-    trials = sweep_lib.make_trials(sweep_dir, args.env, sweep_lib.parse_seeds(args.seeds), configs, fixed,
-                                   args.total_timesteps, device="cpu")
+    trials = sweep_lib.make_trials(sweep_dir, args.env, seeds, configs, fixed, args.total_timesteps, device="cpu")
+    make_sweep_dir(sweep_dir)
 
     if args.bench:
-        result = sweep_lib.benchmark(trials, args.num_cpus or os.cpu_count())
-        Path(args.bench_out).parent.mkdir(parents=True, exist_ok=True)
+        result = sweep_lib.benchmark(trials, args.num_cpus or cpu_count())
         Path(args.bench_out).write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps(result, indent=2))
         return 0
 
     todo = sweep_lib.pending(trials)
-    print(f"sweep {sweep_dir}: {len(configs)} configuration(s) × {len(trials) // len(configs)} seed(s) = "
+    print(f"sweep {sweep_dir}: {len(configs)} configuration(s) × {len(seeds)} seed(s) = "
           f"{len(trials)} trials; {len(trials) - len(todo)} finished, {len(todo)} to run", flush=True)
     failures: list[str] = []
     if todo:

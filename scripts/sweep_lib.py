@@ -18,7 +18,8 @@ the whole sweep skip finished trials.
 
 Without an address the driver starts its own cluster (LocalCluster): every Ray process listens on
 127.0.0.1 only, with a token of its own, and all of them end with the driver, also when the driver is
-SIGKILLed (a keeper process, see the comment above LocalCluster).
+SIGKILLed (a keeper process, see the comment above LocalCluster). What a sweep is made of (seeds,
+grid values, random draws) is checked and counted before any of it is built or Ray starts.
 
 Test hook: with QAPPROX_SWEEP_KILL_TRIAL=<trial name> in the driver's environment, the first
 attempt of that trial SIGKILLs its training process and then its own Ray worker as soon as the
@@ -28,6 +29,7 @@ run's first checkpoint file appears, the way a lost machine would.
 from __future__ import annotations
 
 import atexit
+import collections
 import csv
 import dataclasses
 import itertools
@@ -51,6 +53,7 @@ RETURN_TAG = "eval/mean_return"  # greedy evaluation return, logged by the train
 TRAINING_RETURN_TAG = "charts/episodic_return"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT = "checkpoints/latest.ckpt"  # where dqn.agent keeps a run's newest checkpoint
+NAME_MAX = 255  # bytes in one path component (ext4, xfs, btrfs, tmpfs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -58,21 +61,45 @@ CHECKPOINT = "checkpoints/latest.ckpt"  # where dqn.agent keeps a run's newest c
 # --------------------------------------------------------------------------------------------
 
 
-def parse_seeds(text: str) -> list[int]:
-    """'0-9' → 0..9; '0,3,7-8' → [0, 3, 7, 8]; duplicates dropped, order kept."""
-    seeds: list[int] = []
+# Configurations × seeds of one sweep: each trial is a directory, a Ray task and a line of the report.
+MAX_TRIALS = 100_000
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """repr of a user's value, cut to `limit` characters so that an error stays one readable line."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"… ({len(text):,} characters)"
+
+
+def parse_seeds(text: str, limit: int = MAX_TRIALS) -> list[int]:
+    """'0-9' → 0..9; '0,3,7-8' → [0, 3, 7, 8]; duplicates dropped, order kept.
+
+    The ranges are counted before any list is built: listing more than `limit` seeds (duplicates
+    included) is a one-line ValueError, not an allocation."""
+    spans: list[tuple[int, int]] = []
     for part in text.split(","):
         low, dash, high = part.strip().partition("-")
         try:
-            span = range(int(low), int(high) + 1) if dash else [int(low)]
+            start = int(low)
+            stop = int(high) if dash else start
         except ValueError:
-            raise ValueError(f"seeds={text!r} is not a list of integers and ranges like 0-9,12") from None
-        if dash and int(high) < int(low):
-            raise ValueError(f"seeds={text!r}: range {part} ends before it starts")
-        seeds += [s for s in span if s not in seeds]
-    if any(s < 0 for s in seeds):
-        raise ValueError(f"seeds={text!r} has a negative seed")
-    return seeds
+            raise ValueError(f"seeds={shown(text)} is not a list of integers and ranges like 0-9,12") from None
+        if stop < start:
+            raise ValueError(f"seeds={shown(text)}: range {part.strip()} ends before it starts")
+        spans.append((start, stop))
+    if any(start < 0 for start, _ in spans):
+        raise ValueError(f"seeds={shown(text)} has a negative seed")
+    listed = sum(stop - start + 1 for start, stop in spans)
+    if listed > limit:
+        raise ValueError(f"seeds={shown(text)} lists {listed:,} seeds; a sweep has at most {limit:,} trials")
+    return list(dict.fromkeys(itertools.chain.from_iterable(range(a, b + 1) for a, b in spans)))
+
+
+def check_trial_count(configurations: int, seeds: int | None = None, limit: int = MAX_TRIALS) -> None:
+    """Refuse (one line) a sweep of more than `limit` trials, before its trials are built."""
+    trials = configurations * (1 if seeds is None else seeds)
+    if trials > limit:
+        count = f"{configurations:,} configurations" + ("" if seeds is None else f" × {seeds:,} seed(s) = {trials:,} trials")
+        raise ValueError(f"the sweep has {count}; at most {limit:,} trials are allowed")
 
 
 def config_fields() -> dict[str, type]:
@@ -111,7 +138,8 @@ def canonical(key: str, text: str, fields: dict[str, type]) -> str:
         raise ValueError(f"{key}={text!r} is not a {kind.__name__}") from None
     if not text:
         raise ValueError(f"{key}= has an empty value")
-    return " ".join(text.split())
+    # Values are part of trial directory names (key=value,…__seedN): one plain path component each.
+    return check_name(key, " ".join(text.split()))
 
 
 def parse_assignments(items: list[str], fields: dict[str, type]) -> dict[str, list[str]]:
@@ -125,6 +153,9 @@ def parse_assignments(items: list[str], fields: dict[str, type]) -> dict[str, li
         if key in grid:
             raise ValueError(f"{key!r} is given twice")
         grid[key] = [canonical(key, v, fields) for v in values.split(",")]
+        twice = [v for v, n in collections.Counter(grid[key]).items() if n > 1]
+        if twice:  # two trials of one name would share a directory
+            raise ValueError(f"{key}={twice[0]} is given twice in {shown(item)}")
     return grid
 
 
@@ -143,7 +174,9 @@ def parse_search(items: list[str], fields: dict[str, type]) -> dict[str, tuple[s
         try:
             low, high = float(parts[1]), float(parts[2])
         except ValueError:
-            raise ValueError(f"{item!r}: LOW and HIGH must be numbers") from None
+            low = high = math.nan
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError(f"{shown(item)}: LOW and HIGH must be finite numbers")
         if not low < high or (parts[0] == "loguniform" and low <= 0):
             raise ValueError(f"{item!r}: need LOW < HIGH (and LOW > 0 for loguniform)")
         search[key] = (parts[0], low, high)
@@ -161,7 +194,13 @@ def draw(kind: str, low: float, high: float, rng: np.random.Generator) -> str:
 def configurations(
     grid: dict[str, list[str]], search: dict[str, tuple[str, float, float]], samples: int, seed: int
 ) -> list[dict[str, str]]:
-    """Every grid point × `samples` random draws of the searched keys (seeded: a re-run draws the same)."""
+    """Every grid point × `samples` random draws of the searched keys (seeded: a re-run draws the same).
+
+    Draws that round to a configuration already drawn are dropped (one name, one directory). More than
+    MAX_TRIALS configurations is a one-line ValueError, counted before any is built."""
+    if samples < 0 or seed < 0:
+        raise ValueError(f"random={samples} and search_seed={seed} must be ≥ 0")
+    check_trial_count(math.prod(len(values) for values in grid.values()) * max(samples, 1))
     if search and samples < 1:
         raise ValueError(f"random={samples}: --search needs --random N with N ≥ 1")
     if samples and not search:
@@ -169,17 +208,29 @@ def configurations(
     rng = np.random.default_rng(seed)
     points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     draws = [{key: draw(*spec, rng) for key, spec in search.items()} for _ in range(max(samples, 1))]
-    return [{**point, **sample} for point in points for sample in draws]
+    configs = [{**point, **sample} for point in points for sample in draws]
+    return list({config_name(c): c for c in configs}.values())
+
+
+def check_env(env: str) -> None:
+    """The env id as the training script will build it (dqn.env_factory.make_env: a registered id, a
+    Discrete action space, a Box or Discrete observation space), or a one-line ValueError — before Ray."""
+    from dqn.env_factory import make_env
+
+    make_env(env).close()
 
 
 def check_configs(env: str, configs: list[dict[str, str]], fixed: dict[str, str],
-                  total_timesteps: int | None) -> None:
+                  total_timesteps: int | None, seeds: typing.Sequence[int] = (0,)) -> None:
     """Build every configuration's DQNConfig as the training script will (env preset, then flags) and
-    validate it, so that a bad value is one line now rather than a failed trial later."""
+    validate it, so that a bad value is one line now rather than a failed trial later. The seeds'
+    range is DQNConfig's too: the smallest and the largest are validated."""
     from dqn.config import PRESETS, DQNConfig, replace
 
     base = replace(DQNConfig(), PRESETS.get(env, {}), f"preset {env}")
     steps = {} if total_timesteps is None else {"total_timesteps": total_timesteps}
+    for seed in dict.fromkeys((min(seeds), max(seeds))):
+        replace(base, {"seed": seed}, "--seeds").validate()
     for config in configs:
         replace(base, {**fixed, **config, "env_id": env, **steps}, "the sweep").validate()
 
@@ -222,12 +273,33 @@ class Trial:
 
 def make_trials(sweep_dir: str | Path, env: str, seeds: list[int], configs: list[dict[str, str]],
                 fixed: dict[str, str], total_timesteps: int | None, device: str) -> list[Trial]:
-    """Configurations × seeds, one Trial each; the test hook marks the trial it names."""
+    """Configurations × seeds, one Trial each; the test hook marks the trial it names.
+
+    Every trial directory is one plain, new component inside sweep_dir (no separator, not '..', at most
+    NAME_MAX bytes, no two trials alike): anything else is a one-line ValueError."""
+    check_trial_count(len(configs), len(seeds))
     doomed = os.environ.get(KILL_TRIAL_VARIABLE, "")
-    root = str(Path(sweep_dir).resolve())
-    trials = [Trial(root, env, seed, config, fixed, total_timesteps, device)
+    root = Path(sweep_dir).resolve()
+    trials = [Trial(str(root), env, seed, config, fixed, total_timesteps, device)
               for config in configs for seed in seeds]
+    names: set[str] = set()
+    for trial in trials:
+        check_name("trial directory", trial.name)
+        if len(os.fsencode(trial.name)) > NAME_MAX:
+            raise ValueError(f"trial directory {shown(trial.name)} is longer than {NAME_MAX} bytes; "
+                             "sweep fewer keys at once (or fix some with --set)")
+        if trial.name in names or trial.directory.parent != root:
+            raise ValueError(f"trial directory {shown(trial.name)} is not a new folder inside {root}")
+        names.add(trial.name)
     return [dataclasses.replace(t, kill_after_checkpoint=t.name == doomed) for t in trials]
+
+
+def check_name(field: str, name: str) -> str:
+    """dqn.logging.check_name (one plain path component), imported when needed: importing dqn imports
+    torch, which the local cluster's keeper and head processes (this module as a script) do without."""
+    from dqn.logging import check_name as check
+
+    return check(field, name)
 
 
 def flag(key: str) -> str:
@@ -564,7 +636,7 @@ def parse_gpus(text: str) -> float | None:
         share = float(text)
     except ValueError:
         share = -1.0
-    if not share >= 0:
+    if not (math.isfinite(share) and share >= 0):
         raise ValueError(f"gpus_per_trial={text!r} must be a number ≥ 0 or auto")
     return share
 

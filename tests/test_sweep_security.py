@@ -1,5 +1,6 @@
-"""The sweep treats its machine with care: the local Ray cluster listens on loopback only and ends
-with its driver, also when the driver is SIGKILLed.
+"""The sweep treats its input and its machine with care: every bad flag is one line and exit 2 before
+Ray starts or anything is allocated; the local Ray cluster listens on loopback only and ends with
+its driver, also when the driver is SIGKILLed.
 
 Sockets and processes are read from /proc (Linux): /proc/net/{tcp,tcp6,udp,udp6} give the sockets,
 /proc/<pid>/fd maps them to processes, /proc/<pid>/stat gives parents and start times."""
@@ -18,9 +19,124 @@ from pathlib import Path
 
 import pytest
 
+from approximators.limits import cpu_count
+from scripts import sweep, sweep_lib
+from scripts._cli import run
 
 REPO = Path(__file__).resolve().parent.parent
 linux_only = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc (Linux)")
+
+
+# ---------------------------------------------------------------- refusals, before Ray
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Any step towards Ray fails the test; Ray itself need not be installed for these."""
+    def started(*args, **kwargs):
+        raise AssertionError("Ray was started for an input that should have been refused")
+
+    monkeypatch.setattr(sweep_lib, "check_ray_installed", lambda: None)
+    for name in ("connect", "import_ray", "LocalCluster", "benchmark", "run_on_ray"):
+        monkeypatch.setattr(sweep_lib, name, started)
+    return "ray" in sys.modules
+
+
+def refuse(argv, monkeypatch, capsys, tmp_path) -> str:
+    """Run `sweep argv` as the command line does; return its one stderr line (exit 2, no sweep dir)."""
+    ray_imported = "ray" in sys.modules
+    sweep_dir = tmp_path / "sweep"
+    monkeypatch.setattr(sys, "argv", ["sweep", "--sweep-dir", str(sweep_dir), *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        run(sweep.main)
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2, captured
+    assert captured.out == "" and captured.err.count("\n") == 1 and captured.err.startswith("error: "), captured
+    assert not sweep_dir.exists()
+    assert ray_imported or "ray" not in sys.modules  # not even imported
+    return captured.err
+
+
+MANY_RATES = "learning_rate=" + ",".join(f"{i}e-5" for i in range(1, 102))  # 101 values
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--num-cpus", "0"], f"num_cpus=0 must be an integer in [1, {cpu_count()}]"),
+    (["--num-cpus", str(cpu_count() + 1)], f"num_cpus={cpu_count() + 1} must be an integer in [1, {cpu_count()}]"),
+    (["--num-cpus", "1", "--cpus-per-trial", "2"], "cpus_per_trial=2 is more than the local cluster's 1 CPUs"),
+    (["--cpus-per-trial", "nan"], "--cpus-per-trial: 'nan' is not a finite number"),
+    (["--cpus-per-trial", "inf"], "--cpus-per-trial: 'inf' is not a finite number"),
+    (["--cpus-per-trial", "0"], "cpus_per_trial=0 must be > 0"),
+    (["--gpus-per-trial", "inf"], "gpus_per_trial='inf' must be a number ≥ 0 or auto"),
+    (["--max-retries", "-1"], "max_retries=-1 must be an integer in [0, 100]"),
+    (["--max-retries", "1000000"], "max_retries=1000000 must be an integer in [0, 100]"),
+    (["--solve-threshold", "nan"], "--solve-threshold: 'nan' is not a finite number"),
+    (["--total-timesteps", "1e30"], "--total-timesteps: invalid int value: '1e30'"),
+    (["--total-timesteps", str(10**30)], f"total_timesteps={10**30} must be an integer in [0, 2**53]"),
+    (["--env", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
+    (["--seeds", "0-100000000"], "seeds='0-100000000' lists 100,000,001 seeds; a sweep has at most 100,000 trials"),
+    (["--seeds", "4294967296"], "seed=4294967296 must be an integer in [0, 4,294,967,295]"),
+    (["--seeds", "0-999", "--grid", MANY_RATES],
+     "101 configurations × 1,000 seed(s) = 101,000 trials; at most 100,000 trials are allowed"),
+    (["--random", "1000000000", "--search", "learning_rate=loguniform:1e-4:1e-2"],
+     "the sweep has 1,000,000,000 configurations; at most 100,000 trials are allowed"),
+    (["--random", "2", "--search", "batch_size=int:1:inf"], "'batch_size=int:1:inf': LOW and HIGH must be finite"),
+    (["--random", "2", "--search", "learning_rate=uniform:nan:1"], "LOW and HIGH must be finite numbers"),
+    (["--search-seed", "-1", "--random", "1", "--search", "gamma=uniform:0.9:0.99"], "search_seed=-1 must be ≥ 0"),
+    (["--grid", "run_name=../../x"], "run_name='../../x' must be a plain name"),
+    (["--grid", "activation=relu,a/b"], "activation='a/b' must be a plain name"),
+    (["--grid", "activation=.."], "activation='..' must be a plain name"),
+    (["--grid", "learning_rate=1e-3,0.001"], "learning_rate=0.001 is given twice"),
+    (["--grid", "hidden=" + "1 " * 200], "is longer than 255 bytes"),
+    (["--address", "auto", "--num-cpus", "2"], "--num-cpus is for the local cluster"),
+    (["--address", "auto", "--dashboard"], "--dashboard is for the local cluster"),
+])
+def test_bad_input_is_one_line_and_exit_2_before_ray(argv, named, no_ray, monkeypatch, capsys, tmp_path):
+    assert named in refuse(argv, monkeypatch, capsys, tmp_path)
+
+
+def test_bench_out_is_checked_before_any_work(no_ray, monkeypatch, capsys, tmp_path):
+    error = refuse(["--bench", "--bench-out", str(tmp_path / "no-folder" / "sweep.json")], monkeypatch, capsys, tmp_path)
+    assert f"--bench-out {tmp_path / 'no-folder' / 'sweep.json'}: folder {tmp_path / 'no-folder'} does not exist" in error
+
+
+def test_a_sweep_dir_that_is_a_file_is_refused(no_ray, monkeypatch, capsys, tmp_path):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setattr(sys, "argv", ["sweep", "--sweep-dir", str(tmp_path / "file")])
+    with pytest.raises(SystemExit) as exit_info:
+        run(sweep.main)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"error: --sweep-dir {tmp_path / 'file'} exists and is not a directory\n"
+
+
+def test_seed_ranges_are_counted_not_listed():
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="lists 10,000,000,000,001 seeds"):
+        sweep_lib.parse_seeds("0-10000000000000")
+    with pytest.raises(ValueError, match="lists 100,002 seeds"):  # duplicates count: 2 × 50,001
+        sweep_lib.parse_seeds("0-50000,0-50000", limit=100_000)
+    assert time.perf_counter() - start < 0.5
+    assert sweep_lib.parse_seeds("3,0-2,1") == [3, 0, 1, 2]
+    assert len(sweep_lib.parse_seeds("0-99999")) == 100_000
+
+
+def test_trial_directories_stay_inside_the_sweep_dir(tmp_path):
+    # what canonical() refuses, handed to make_trials directly: still no directory outside sweep_dir
+    for value in ("../../x", "a/b", "a\\b", "x\0y"):
+        with pytest.raises(ValueError, match="must be a plain name|is not a new folder"):
+            sweep_lib.make_trials(tmp_path, "CartPole-v1", [0], [{"run_name": value}], {}, None, "cpu")
+    with pytest.raises(ValueError, match="is not a new folder"):  # two trials, one directory
+        sweep_lib.make_trials(tmp_path, "CartPole-v1", [0], [{"loss": "mse"}, {"loss": "mse"}], {}, None, "cpu")
+    for value in ("..", "..x"):  # part of one plain name: run_name=..__seed0 is a folder like any other
+        [trial] = sweep_lib.make_trials(tmp_path, "CartPole-v1", [0], [{"run_name": value}], {}, None, "cpu")
+        assert trial.directory.parent == tmp_path.resolve()
+
+
+def test_random_draws_that_round_alike_are_one_configuration():
+    fields = sweep_lib.config_fields()
+    search = sweep_lib.parse_search(["batch_size=int:32:33"], fields)
+    configs = sweep_lib.configurations({}, search, 20, seed=0)
+    assert sorted(c["batch_size"] for c in configs) == ["32", "33"]
 
 
 # ---------------------------------------------------------------- the local Ray cluster
