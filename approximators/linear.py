@@ -66,9 +66,21 @@ def check_unit_interval(name: str, value: float | np.ndarray) -> np.ndarray:
 
 
 def check_positive(name: str, value: float | np.ndarray) -> np.ndarray:
-    """value as float64, or ValueError naming the first entry that is not > 0."""
+    """value as float64, or ValueError naming the first entry that is not a finite number > 0
+    (a step size of inf turns every weight into nan)."""
     value = np.asarray(value, dtype=np.float64)
-    bad = value[~(value > 0.0)]
+    bad = value[~((value > 0.0) & np.isfinite(value))]
     if bad.size:
-        raise ValueError(f"{name}={bad.flat[0]:g} must be > 0")
+        raise ValueError(f"{name}={bad.flat[0]:g} must be > 0 and finite")
     return value
+
+
+SEED_RANGE = (0, 2**32 - 1)  # as DQNConfig's: numpy takes any seed ≥ 0, torch at most 2**64 − 1
+
+
+def check_seed(name: str, seed: int) -> int:
+    """seed, if it is an integer in SEED_RANGE; else a one-line ValueError."""
+    low, high = SEED_RANGE
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not low <= seed <= high:
+        raise ValueError(f"{name}={seed!r} must be an integer in [{low}, 2**32 - 1]")
+    return int(seed)

@@ -9,11 +9,12 @@ Episodes from many runs may be pooled: the list of episodes is all that is neede
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from approximators.linear import check_positive, check_unit_interval
+from approximators.linear import check_positive, check_seed, check_unit_interval
 
 
 def returns(rewards: np.ndarray, gamma: float, lengths: np.ndarray | None = None) -> np.ndarray:
@@ -69,6 +70,63 @@ def regression_data(
     return X, G[keep]
 
 
+# ------------------------------------------------------------ memory of a batch of episodes
+MAX_STEPS = 100_000       # where FiniteMDP.episodes cuts an episode
+EPISODE_OBJECT_BYTES = 400  # the Python objects of one stored episode: a tuple of three array views
+
+
+def episode_lengths(mdp, pi: np.ndarray, n: int, max_steps: int = MAX_STEPS) -> tuple[float, int]:
+    """(E[T], about the longest of n episodes) under π, both at most max_steps.
+
+    E[T] = start · (I − Q)⁻¹ 1 with Q = P_π on the non-terminal states (inf if some episode never
+    ends); the longest of n is taken as E[T]·ln n, a geometric tail (on the random walks and Quiz 9
+    it is 15–40% above the longest actually sampled).
+    """
+    pi = mdp.check_policy(pi)
+    idx = mdp.nonterminal
+    Q = np.einsum("sa,sat->st", pi, mdp.P)[np.ix_(idx, idx)]
+    try:
+        with np.errstate(all="ignore"):
+            mean = float(mdp.start[idx] @ np.linalg.solve(np.eye(idx.size) - Q, np.ones(idx.size)))
+    except np.linalg.LinAlgError:
+        mean = math.inf
+    mean = float(max_steps) if not (math.isfinite(mean) and 1 <= mean <= max_steps) else mean
+    return mean, min(max_steps, math.ceil(mean * max(1.0, math.log(max(n, 1)))))
+
+
+def episodes_bytes(mdp, pi: np.ndarray, n: int, max_steps: int = MAX_STEPS) -> tuple[float, float]:
+    """(peak, kept): the memory FiniteMDP.episodes(pi, n) needs while it samples, and what its list holds.
+
+    It steps all n episodes in lockstep until the longest ends, keeping S_t, A_t, R_{t+1} of every
+    episode at every step (24 B) and stacking them at the end (24 B more); each step's temporaries
+    are about 9 B per episode and state; the list keeps the stacked arrays and a tuple per episode.
+    """
+    _, longest = episode_lengths(mdp, pi, n, max_steps)
+    step = 9 * mdp.n_states + 16 * mdp.n_actions + 64
+    return as_float(n * (48 * longest + step + EPISODE_OBJECT_BYTES)), as_float(n * (24 * longest + EPISODE_OBJECT_BYTES))
+
+
+def regression_bytes(mdp, pi: np.ndarray, episodes: int, d: int, max_steps: int = MAX_STEPS) -> float:
+    """Peak memory of sampling `episodes` episodes under π, then building and fitting a training set
+    ⟨x, G_t⟩ of every visit on d features (d: the features of every training set held at once).
+
+    The set has about episodes·E[T] rows of d float64; building it and a least-squares fit each
+    copy it once more (regression_data gathers the rows, lstsq copies X).
+    """
+    mean, _ = episode_lengths(mdp, pi, episodes, max_steps)
+    sampling, kept = episodes_bytes(mdp, pi, episodes, max_steps)
+    return max(sampling, kept + as_float(episodes) * mean * (24 * d + 100))
+
+
+def as_float(n: float) -> float:
+    """A count (or a product of counts) as a float for a memory estimate: inf where it is beyond floats
+    (10**400 runs from a command line), so that the estimate is refused instead of raising OverflowError."""
+    try:
+        return float(n)
+    except OverflowError:
+        return math.inf
+
+
 REGRESSION_METHODS = ("lstsq", "sgd", "minibatch")
 
 
@@ -93,11 +151,12 @@ class LinearRegression:
     def __post_init__(self) -> None:
         if self.method not in REGRESSION_METHODS:
             raise ValueError(f"method={self.method!r} is not one of {', '.join(REGRESSION_METHODS)}")
-        if self.ridge < 0:
-            raise ValueError(f"ridge={self.ridge} must be ≥ 0")
+        if not (math.isfinite(self.ridge) and self.ridge >= 0):
+            raise ValueError(f"ridge={self.ridge} must be ≥ 0 and finite")
         check_positive("alpha", self.alpha)
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs={self.epochs} and batch_size={self.batch_size} must be ≥ 1")
+        check_seed("seed", self.seed)
 
     def fit(self, X: np.ndarray, G: np.ndarray) -> LinearRegression:
         X, G = np.asarray(X, dtype=np.float64), np.asarray(G, dtype=np.float64)
@@ -113,12 +172,16 @@ class LinearRegression:
         batch = 1 if self.method == "sgd" else self.batch_size
         rng = np.random.default_rng(self.seed)
         w = np.zeros(d)
-        for _ in range(self.epochs):
+        for epoch in range(1, self.epochs + 1):
             order = rng.permutation(m)
-            for start in range(0, m, batch):
-                i = order[start : start + batch]
-                error = X[i] @ w - G[i]                                       # ŷ − y on the batch
-                w -= self.alpha * (2 * X[i].T @ error / i.size + 2 * self.ridge / m * w)  # w := w − α∇J_batch
+            with np.errstate(over="ignore", invalid="ignore"):
+                for start in range(0, m, batch):
+                    i = order[start : start + batch]
+                    error = X[i] @ w - G[i]                                   # ŷ − y on the batch
+                    w -= self.alpha * (2 * X[i].T @ error / i.size + 2 * self.ridge / m * w)  # w := w − α∇J_batch
+            if not np.isfinite(w).all():
+                raise ValueError(f"{self.method} diverged in epoch {epoch}: w is no longer finite; "
+                                 f"alpha={self.alpha:g} is too large for these features and returns")
         self.w = w
         return self
 

@@ -13,6 +13,7 @@ estimates q_π(s, a). Same protocol as the linear regression of returns: fit(X, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,9 +22,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from approximators.limits import check_memory
+from approximators.linear import check_seed
 from approximators.networks import Dense, build, check_activation
 
 OPTIMIZERS = ("sgd", "adam")
+MAX_ALPHA = float(np.finfo(np.float32).max) / 10  # Adam's first step is α / (1 − β₁) = 10α, a float32 in torch
 
 
 @dataclass
@@ -49,8 +53,10 @@ class NeuralRegression:
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
-        if not self.alpha > 0:
-            raise ValueError(f"alpha={self.alpha} must be > 0")
+        if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha > 0):
+            raise ValueError(f"alpha={self.alpha} must be > 0 and finite")
+        if self.alpha > MAX_ALPHA:
+            raise ValueError(f"alpha={self.alpha:g} is too large for float32 weights; allowed: 0 < alpha ≤ {MAX_ALPHA:.3g}")
         for name in ("batch_size", "epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -59,6 +65,35 @@ class NeuralRegression:
         self.hidden = tuple(self.hidden)
         for units in self.hidden:  # Dense validates each width the same way build() will
             Dense(units, self.activation)
+        check_seed("seed", self.seed)
+
+    def check_rows(self, m: int) -> None:
+        """A mini-batch is at most the whole data set of m rows: one-line ValueError otherwise."""
+        if self.batch_size > m:
+            raise ValueError(f"batch_size={self.batch_size} is larger than the data set (m={m}); allowed: 1..{m}")
+
+    def weights(self, d: int) -> int:
+        """Weights and biases of the network on d inputs: Σ (n_in + 1) n_out over its layers."""
+        widths = (d, *self.hidden, 1)
+        return sum((n_in + 1) * n_out for n_in, n_out in zip(widths, widths[1:]))
+
+    def memory_bytes(self, m: int, d: int) -> float:
+        """Peak memory of fit on m rows of d features, float32: the data, the weights with their gradients
+        (and Adam's two moments), the activations of a mini-batch kept for backpropagation, those of the
+        whole set when J(w) is evaluated after each epoch, and the list of costs."""
+        tensors = 4 if self.optimizer == "adam" else 2
+        widths = (d, *self.hidden, 1)
+        try:
+            return float(4 * tensors * self.weights(d) + 4 * m * (d + 1) + 8 * m * max(widths)
+                         + 12 * min(self.batch_size, m) * sum(widths) + 32 * self.epochs)
+        except OverflowError:  # widths of 10**400 from a command line
+            return math.inf
+
+    def check_memory(self, m: int, d: int, held: float = 0.0) -> None:
+        """One-line ValueError, before anything is built, if fit(m rows of d features) cannot fit in memory
+        beside `held` bytes needed at the same time (the training sets, say)."""
+        check_memory(f"fitting a network of {self.weights(d):,} weights (hidden={self.hidden}) to {m:,} rows",
+                     held + self.memory_bytes(m, d))
 
     def fit(self, X: np.ndarray, G: np.ndarray) -> NeuralRegression:
         """Minimise J(w) = (1/m) Σ (ŷ(x_i, w) − G_i)² over the m rows of X (m, d) and returns G (m,)."""
@@ -70,8 +105,8 @@ class NeuralRegression:
         if not (np.isfinite(X).all() and np.isfinite(G).all()):
             raise ValueError("X and G must be finite (no NaN or inf)")
         m = X.shape[0]
-        if self.batch_size > m:
-            raise ValueError(f"batch_size={self.batch_size} is larger than the data set (m={m}); allowed: 1..{m}")
+        self.check_rows(m)
+        self.check_memory(m, X.shape[1])
 
         with torch.random.fork_rng(devices=[]):  # reproducible init without touching the global RNG
             torch.manual_seed(self.seed)
@@ -91,6 +126,9 @@ class NeuralRegression:
                 optimizer.step()  # w := w − α ∇loss   (SGD)
             with torch.no_grad():
                 cost = (self.network(x).squeeze(-1) - y).pow(2).mean().item()  # J(w) on all m
+            if not math.isfinite(cost):
+                raise ValueError(f"{self.optimizer} diverged in epoch {epoch}: J(w) = {cost}; "
+                                 f"alpha={self.alpha:g} is too large for these returns")
             self.costs.append(cost)
             if self.writer is not None:
                 self.writer.add_scalar(self.tag, cost, epoch)

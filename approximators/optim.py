@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from approximators import losses
+from approximators.linear import check_seed
 
 Objective = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, np.ndarray]]
 """(w, x, y) → (J, ∇J) on the rows of x, y given, e.g. partial(MLP(...).cost_and_gradient, loss=...)."""
@@ -45,6 +46,22 @@ class GDConfig:
             raise ValueError(f"batch_size={self.batch_size!r} must be an integer in 1..m (1: SGD, m: GD)")
         if not (isinstance(self.epochs, (int, np.integer)) and self.epochs >= 1):
             raise ValueError(f"epochs={self.epochs!r} must be an integer ≥ 1")
+        check_seed("seed", self.seed)
+
+    def updates(self, m: int) -> int:
+        """Updates in the whole run on m observations: epochs × ⌈m / s⌉."""
+        s = m if self.batch_size is None else int(self.batch_size)
+        return self.epochs * -(-m // s)
+
+    def path_bytes(self, m: int, d: int) -> float:
+        """Peak memory of gradient_descent on m observations of a d-weight model: the Path keeps w after
+        every update in a list (a small array each, about 200 B) and stacks it at the end, with each
+        update's batch cost; each update copies its batch of x and y, each epoch evaluates all m."""
+        s = m if self.batch_size is None else int(self.batch_size)
+        try:
+            return float(self.updates(m) * (208 + 16 * d) + 24 * (s + m) * (d + 1))
+        except OverflowError:  # counts of 10**400 from a command line
+            return math.inf
 
 
 @dataclass(frozen=True)

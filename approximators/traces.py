@@ -36,6 +36,7 @@ import numpy as np
 
 from approximators.features import check_features
 from approximators.linear import check_positive, check_unit_interval, q_hat, v_hat
+from approximators.monte_carlo import MAX_STEPS, as_float, episode_lengths, episodes_bytes
 from envs.finite import FiniteMDP
 
 TRACES = ("accumulating", "replacing", "dutch", "true-online")
@@ -49,6 +50,12 @@ def check_trace(trace: str, allowed: tuple[str, ...] = TRACES, features: np.ndar
     if trace == "replacing" and features is not None and not np.isin(features, (0.0, 1.0)).all():
         raise ValueError("trace='replacing' needs binary features (every x_i in {0, 1})")
     return trace
+
+
+def check_offline(trace: str, offline: bool) -> None:
+    """Offline TD(λ) sums each episode's increments with w held fixed: no true-online trace."""
+    if offline and trace == "true-online":
+        raise ValueError("offline=True needs an accumulating, replacing or dutch trace, not trace='true-online'")
 
 
 # ------------------------------------------------------------------------ data
@@ -115,6 +122,25 @@ class EpisodeBatch:
         return np.vstack([F, np.zeros((1, F.shape[-1]))])
 
 
+def td_lambda_bytes(mdp: FiniteMDP, pi: np.ndarray, runs: int, episodes: int, configs: int, d: int,
+                    max_steps: int = MAX_STEPS) -> float:
+    """Peak memory of EpisodeBatch.sample(mdp, pi, runs, episodes) and then td_lambda with `configs`
+    (α, λ) on d features — what to check before the first array of runs × episodes is allocated.
+
+    Sampling: FiniteMDP.episodes for all runs·episodes episodes (monte_carlo.episodes_bytes), then
+    the padded batch (index and reward, 16 B per episode and step of the longest) beside them.
+    Learning: the batch, the weights after every episode (episodes × configs × runs × d float64) and
+    as much again twice for their RMS errors, and the learner's w, z, Δw, buffer and gathered x_t.
+    """
+    n = as_float(runs) * as_float(episodes)
+    mean, longest = episode_lengths(mdp, pi, runs * episodes, max_steps)
+    sampling, kept = episodes_bytes(mdp, pi, runs * episodes, max_steps)
+    batch = n * (longest + 1) * 16
+    building = kept + batch + n * mean * 64                   # + the flat S, A, R, keys and positions
+    rows = as_float(configs) * as_float(runs) * d * 8         # one float64 weight vector per (config, run)
+    return max(sampling, building, batch + 3 * as_float(episodes) * rows + 8 * rows)
+
+
 # --------------------------------------------------------------------- learner
 class TDLambda:
     """Semi-gradient TD(λ) state for a batch of rows: w, z, V_old (true online), summed Δw (offline).
@@ -127,8 +153,7 @@ class TDLambda:
         lam: float | np.ndarray = 0.8, gamma: float = 1.0, offline: bool = False,
     ) -> None:
         self.trace = check_trace(trace)
-        if offline and trace == "true-online":
-            raise ValueError("offline=True needs an accumulating, replacing or dutch trace, not trace='true-online'")
+        check_offline(trace, offline)
         self.w = np.array(w0, dtype=np.float64)
         rows = self.w.shape[:-1]
         self.alpha, self.lam = check_positive("alpha", alpha), check_unit_interval("lam", lam)
@@ -231,8 +256,7 @@ def td_lambda(
     gamma defaults to the MDP's. on_episode(e, w) is called after each episode.
     """
     check_trace(trace, METHODS)
-    if offline and trace == "true-online":
-        raise ValueError("offline=True needs an accumulating, replacing or dutch trace, not trace='true-online'")
+    check_offline(trace, offline)
     gamma = float(check_unit_interval("gamma", batch.gamma if gamma is None else gamma))
     alpha, lam = _configs(alpha, lam)
     F = batch.feature_table(features)
