@@ -4,22 +4,73 @@ Runs are grouped by their name without the seed and time (runs/<env>__<name>__<s
 each group is drawn as the mean over its seeds with a min–max band, on a common step grid
 (each run's curve is linearly interpolated onto the grid, within the steps it covers).
 --tag may be given several times: one panel per tag. Prints, per group and tag, the number of
-seeds and the final mean.
+seeds and the final mean. Tags and run names are drawn as plain text (no $…$ mathtext).
+
+Also the output-path rules the lecture scripts share (td_lambda, gd_paths, mc_regression, …):
+figure_path for a figure file, check_run_dir for a TensorBoard run directory.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from scripts._cli import ArgumentParser, run
-from scripts.sweep_lib import accumulate
+from approximators.limits import check_memory
+from scripts._cli import ArgumentParser, check_output_path, run
+
+# What savefig writes here without extra software (pgf needs LaTeX), by the file's suffix.
+FIGURE_FORMATS = ("png", "pdf", "svg", "svgz", "eps", "ps", "jpg", "jpeg", "tif", "tiff", "webp")
+DPI = 120
+PANEL_INCHES = 7
+MAX_PANELS = 2**16 // (PANEL_INCHES * DPI)  # Agg draws at most 2**16 pixels across
+POINT_BYTES = 256  # per point of a curve drawn: grid, mean, band, matplotlib's paths (measured ~190)
+
+
+def figure_path(name: str, path: str | Path) -> Path:
+    """The file a figure saved to `path` is really written to, checked before the work: a name without a
+    suffix gets .png (as matplotlib would add it), the suffix must be one of FIGURE_FORMATS, and the
+    folder must take the file (check_output_path). One-line ValueError otherwise."""
+    path = Path(path)
+    try:
+        if not path.suffix and path.name.strip(".") and not path.is_dir():
+            path = path.with_name(path.name.rstrip(".") + ".png")
+        if path.suffix[1:].lower() not in FIGURE_FORMATS and not path.is_dir():
+            raise ValueError(f"{name} {path}: {path.suffix or 'no suffix'} is not a figure format; "
+                             f"allowed: {', '.join('.' + f for f in FIGURE_FORMATS)}")
+        return check_output_path(name, path)
+    except OSError as exc:  # a name too long for the file system, …
+        raise ValueError(f"{name} {path}: {exc.strerror or exc}") from None
+
+
+def check_run_dir(name: str, run_dir: str | Path) -> Path:
+    """A run directory root/<run> that TensorBoard will create, checked before the work: its nearest
+    existing folder must take new entries, and every folder still to be made must have a name the file
+    system allows. `name` is the flag that chose root (--logdir). One-line ValueError; nothing is created."""
+    run_dir = Path(run_dir)
+    root, existing = f"{name} {run_dir.parent}", run_dir
+    try:
+        existing = next(folder for folder in (run_dir, *run_dir.parents) if folder.exists())
+        if not existing.is_dir():
+            raise ValueError(f"{root}: {existing} is a file, not a folder")
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+        for part in run_dir.relative_to(existing).parts:
+            if len(os.fsencode(part)) > limit:
+                raise ValueError(f"{root}: the folder name {part[:40]!r}… is {len(os.fsencode(part))} bytes long; "
+                                 f"{existing} allows {limit}")
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as exc:
+        raise ValueError(f"{root}: cannot create folders in {existing} ({exc.strerror or exc})") from None
+    return run_dir
 
 
 def read_scalars(run_dir: str | Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
     """(steps, values) of one tag in a run directory, read with TensorBoard's EventAccumulator."""
+    from scripts.sweep_lib import accumulate
+
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {run_dir} does not exist")
@@ -39,42 +90,49 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--tag", action="append", help="scalar tag (repeatable; default charts/episodic_return)")
-    parser.add_argument("--out", default="learning_curves.png")
+    parser.add_argument("--out", default="learning_curves.png",
+                        help=f"the figure; without a suffix .png is added (formats: {', '.join(FIGURE_FORMATS)})")
     parser.add_argument("--points", type=int, default=200, help="points of the common step grid")
     parser.add_argument("--title", default=None, help="figure title")
     args = parser.parse_args(argv)
     if args.points < 2:
         raise ValueError(f"--points={args.points} must be ≥ 2")
+    out = figure_path("--out", args.out)
+    tags = args.tag or ["charts/episodic_return"]
+    if len(tags) > MAX_PANELS:
+        raise ValueError(f"--tag given {len(tags)} times; at most {MAX_PANELS} panels fit in one figure "
+                         f"({PANEL_INCHES} inches each at {DPI} dpi, 2**16 pixels across)")
+    check_memory(f"--points={args.points:,} for {len(args.run_dirs)} run(s) × {len(tags)} tag(s)",
+                 float(args.points) * (8 * len(args.run_dirs) + POINT_BYTES) * len(tags))
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tags = args.tag or ["charts/episodic_return"]
-    figure, all_axes = plt.subplots(1, len(tags), figsize=(7 * len(tags), 4.5), squeeze=False)
-    for tag, axes in zip(tags, all_axes[0]):
-        groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
-        for run_dir in map(Path, args.run_dirs):
-            groups[group_name(run_dir)].append(read_scalars(run_dir, tag))
-        for name, curves in groups.items():
-            end = min(steps[-1] for steps, _ in curves)
-            grid = np.linspace(max(steps[0] for steps, _ in curves), end, args.points)
-            values = np.stack([np.interp(grid, steps, vals) for steps, vals in curves])
-            mean = values.mean(axis=0)
-            axes.plot(grid, mean, label=f"{name} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
-            axes.fill_between(grid, values.min(axis=0), values.max(axis=0), alpha=0.2)
-            print(f"{name}: {len(curves)} run(s), final mean {tag} {mean[-1]:.2f} at step {int(grid[-1]):,}")
-        axes.set_xlabel("environment steps")
-        axes.set_ylabel(tag)
-        axes.set_title(tag)
-        axes.grid(alpha=0.3)
-        axes.legend()
-    if args.title:
-        figure.suptitle(args.title)
-    figure.tight_layout()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(args.out, dpi=120)
-    print(f"wrote {args.out}")
+    with plt.rc_context({"text.parse_math": False}):  # tags, run names and titles are text, not TeX
+        figure, all_axes = plt.subplots(1, len(tags), figsize=(PANEL_INCHES * len(tags), 4.5), squeeze=False)
+        for tag, axes in zip(tags, all_axes[0]):
+            groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+            for run_dir in map(Path, args.run_dirs):
+                groups[group_name(run_dir)].append(read_scalars(run_dir, tag))
+            for name, curves in groups.items():
+                end = min(steps[-1] for steps, _ in curves)
+                grid = np.linspace(max(steps[0] for steps, _ in curves), end, args.points)
+                values = np.stack([np.interp(grid, steps, vals) for steps, vals in curves])
+                mean = values.mean(axis=0)
+                axes.plot(grid, mean, label=f"{name} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
+                axes.fill_between(grid, values.min(axis=0), values.max(axis=0), alpha=0.2)
+                print(f"{name}: {len(curves)} run(s), final mean {tag} {mean[-1]:.2f} at step {int(grid[-1]):,}")
+            axes.set_xlabel("environment steps")
+            axes.set_ylabel(tag)
+            axes.set_title(tag)
+            axes.grid(alpha=0.3)
+            axes.legend()
+        if args.title:
+            figure.suptitle(args.title)
+        figure.tight_layout()
+        figure.savefig(out, dpi=DPI)
+    print(f"wrote {out}")
     return 0
 
 
