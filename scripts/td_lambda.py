@@ -20,11 +20,13 @@ import time
 import numpy as np
 
 from approximators.features import state_features
-from approximators.linear import check_positive, check_unit_interval, rms_error
-from approximators.traces import METHODS, EpisodeBatch, check_trace, td_lambda
+from approximators.limits import check_memory
+from approximators.linear import check_positive, check_seed, check_unit_interval, rms_error
+from approximators.traces import METHODS, EpisodeBatch, check_offline, check_trace, td_lambda, td_lambda_bytes
 from envs import make_mdp
 from dqn.logging import make_run_dir
-from scripts._cli import ArgumentParser, run, set_threads
+from scripts._cli import ArgumentParser, finite_float, run, set_threads
+from scripts.plot_runs import check_run_dir, figure_path
 
 LAMS = (0.0, 0.4, 0.8, 0.9, 0.95, 0.975, 0.99, 1.0)
 ALPHAS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
@@ -37,15 +39,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="accumulating | replacing | dutch | true-online | offline-lambda-return")
     parser.add_argument("--offline", action="store_true",
                         help="offline TD(λ): sum each episode's increments, apply them at its end")
-    parser.add_argument("--lam", type=float, default=0.8, help="trace decay λ ∈ [0, 1]")
-    parser.add_argument("--alpha", type=float, default=0.4, help="step size α > 0")
+    parser.add_argument("--lam", type=finite_float, default=0.8, help="trace decay λ ∈ [0, 1]")
+    parser.add_argument("--alpha", type=finite_float, default=0.4, help="step size α > 0, finite")
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="0 ≤ seed < 2**32")
     parser.add_argument("--sweep", action="store_true", help="every λ in --lams with every α in --alphas")
-    parser.add_argument("--lams", type=float, nargs="+", default=list(LAMS))
-    parser.add_argument("--alphas", type=float, nargs="+", default=list(ALPHAS))
-    parser.add_argument("--png", default=None, help="sweep figure (default: sweep.png in the run directory)")
+    parser.add_argument("--lams", type=finite_float, nargs="+", default=list(LAMS))
+    parser.add_argument("--alphas", type=finite_float, nargs="+", default=list(ALPHAS))
+    parser.add_argument("--png", default=None,
+                        help="sweep figure (default: sweep.png in the run directory; no suffix: .png is added)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--logdir", default="runs", help="TensorBoard root directory")
     parser.add_argument("--threads", type=int, default=1)
@@ -78,14 +81,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.episodes < 1 or args.runs < 1:
         raise ValueError(f"episodes={args.episodes} and runs={args.runs} must be ≥ 1")
+    check_seed("seed", args.seed)
     mdp = make_mdp(args.env)
     check_trace(args.trace, METHODS)
+    check_offline(args.trace, args.offline)
     lams, alphas = (args.lams, args.alphas) if args.sweep else ([args.lam], [args.alpha])
-    lam_grid, alpha_grid = (g.ravel() for g in np.meshgrid(check_unit_interval("lam", lams),
-                                                           check_positive("alpha", alphas), indexing="ij"))
-    X = state_features(mdp)
-    v_pi, _ = mdp.evaluate(mdp.uniform_policy())
-    batch = EpisodeBatch.sample(mdp, mdp.uniform_policy(), args.runs, args.episodes, np.random.default_rng(args.seed))
+    lam_values, alpha_values = check_unit_interval("lam", lams), check_positive("alpha", alphas)
+    name = f"{args.trace}{'-offline' if args.offline else ''}"
+    threads = set_threads(args.threads)                       # torch is used only for TensorBoard here
+    png = figure_path("--png", args.png) if args.sweep and args.png else None
+    X, pi = state_features(mdp), mdp.uniform_policy()
+    configs = len(lams) * len(alphas)
+    check_memory(f"TD(λ) on {args.runs:,} runs × {args.episodes:,} episodes × {configs:,} (λ, α)",
+                 td_lambda_bytes(mdp, pi, args.runs, args.episodes, configs, X.shape[1]))
+    log_dir = check_run_dir("--logdir", make_run_dir(
+        args.logdir, args.env, f"td_lambda-{name}{'-sweep' if args.sweep else ''}", args.seed))
+    lam_grid, alpha_grid = (g.ravel() for g in np.meshgrid(lam_values, alpha_values, indexing="ij"))
+    v_pi, _ = mdp.evaluate(pi)
+    batch = EpisodeBatch.sample(mdp, pi, args.runs, args.episodes, np.random.default_rng(args.seed))
 
     start = time.perf_counter()
 
@@ -99,19 +112,16 @@ def main(argv: list[str] | None = None) -> int:
     rms = rms_error(w, X, v_pi, mdp.nonterminal)              # (episodes, configs, runs)
     per_episode = rms.mean(axis=2)                            # mean over runs
     average = per_episode.mean(axis=0).reshape(len(lams), len(alphas))
-    name = f"{args.trace}{'-offline' if args.offline else ''}"
 
-    threads = set_threads(args.threads)                       # torch is used only for TensorBoard here
     if not args.json:
         print(f"threads: {threads}")
     from torch.utils.tensorboard import SummaryWriter
 
-    log_dir = make_run_dir(args.logdir, args.env, f"td_lambda-{name}{'-sweep' if args.sweep else ''}", args.seed)
     with SummaryWriter(log_dir) as writer:
         if args.sweep:
             title = f"{name} TD(λ), {args.env}: {args.runs} runs × {args.episodes} episodes"
             fig = sweep_figure(lams, alphas, average, title)
-            png = args.png or str(log_dir / "sweep.png")
+            png = png or log_dir / "sweep.png"
             fig.savefig(png, dpi=120)
             writer.add_figure("sweep", fig)
             header = "| λ \\ α | " + " | ".join(f"{a:g}" for a in alphas) + " |\n|" + "---|" * (len(alphas) + 1)
@@ -140,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"figure: {png}")
     else:
         print("RMS error after each episode (mean over runs): " + " ".join(f"{r:.3f}" for r in per_episode[:, 0]))
-        print(f"average RMS error over episodes and runs: {average[0, 0]:.4f}")
+        diverged = "" if np.isfinite(average[0, 0]) else f" (diverged: α={args.alpha:g} is too large)"
+        print(f"average RMS error over episodes and runs: {average[0, 0]:.4f}{diverged}")
     print(f"TensorBoard: tensorboard --logdir {args.logdir}   ({log_dir})")
     return 0
 
