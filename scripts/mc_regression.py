@@ -18,10 +18,12 @@ import json
 import numpy as np
 
 from approximators.features import block_state_action_features, state_action_features, state_features
-from approximators.monte_carlo import LinearRegression, regression_data
+from approximators.limits import check_memory
+from approximators.monte_carlo import LinearRegression, regression_bytes, regression_data
 from envs import FiniteMDP, make_mdp
 from dqn.logging import make_run_dir
-from scripts._cli import ArgumentParser, run, set_threads
+from scripts._cli import ArgumentParser, finite_float, run, set_threads
+from scripts.plot_runs import check_run_dir
 
 POLICIES = ("uniform", "epsilon-optimal")
 Q_FEATURES = ("one-hot", "block")
@@ -33,15 +35,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--env", default="quiz9", help="quiz9, random-walk-N or random-walk-1000")
     parser.add_argument("--episodes", type=int, default=10_000, help="episodes pooled into one training set")
     parser.add_argument("--policy", default="uniform", help="uniform | epsilon-optimal (ε-greedy in q_*)")
-    parser.add_argument("--epsilon", type=float, default=0.1, help="ε of --policy epsilon-optimal")
+    parser.add_argument("--epsilon", type=finite_float, default=0.1, help="ε of --policy epsilon-optimal, in [0, 1]")
     parser.add_argument("--method", default="lstsq", help="lstsq | sgd | minibatch")
-    parser.add_argument("--ridge", type=float, default=0.0)
-    parser.add_argument("--alpha", type=float, default=0.01, help="SGD step size")
+    parser.add_argument("--ridge", type=finite_float, default=0.0, help="ridge penalty ≥ 0")
+    parser.add_argument("--alpha", type=finite_float, default=0.01, help="SGD step size > 0")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--first-visit", action="store_true", help="first-visit returns (default every visit)")
     parser.add_argument("--q-features", default="one-hot", help="one-hot over S×A | block (x(s) in action a's block)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="0 ≤ seed < 2**32")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--logdir", default="runs", help="TensorBoard root directory")
     parser.add_argument("--threads", type=int, default=1)
@@ -84,19 +86,21 @@ def main(argv: list[str] | None = None) -> int:
     pi = behaviour_policy(mdp, args.policy, args.epsilon)
     X = state_features(mdp)
     X_sa = state_action_features(mdp) if args.q_features == "one-hot" else block_state_action_features(X, mdp.n_actions)
+    threads = set_threads(args.threads)                       # torch is used only for TensorBoard here
+    check_memory(f"regression of returns on {args.episodes:,} {args.env} episodes",
+                 regression_bytes(mdp, pi, args.episodes, max(X.shape[-1], X_sa.shape[-1])))
+    log_dir = check_run_dir("--logdir", make_run_dir(args.logdir, args.env, f"mc_regression-{args.method}", args.seed))
     v_pi, q_pi = mdp.evaluate(pi)
     v_star, q_star = mdp.optimal()
     episodes = mdp.episodes(pi, args.episodes, np.random.default_rng(args.seed))
     S = mdp.nonterminal
 
-    threads = set_threads(args.threads)                       # torch is used only for TensorBoard here
     if not args.json:
         print(f"threads: {threads}")
     from torch.utils.tensorboard import SummaryWriter
 
     counts = sorted({n for n in (10**k for k in range(1, 8)) if n < args.episodes} | {args.episodes})
     by_count = []
-    log_dir = make_run_dir(args.logdir, args.env, f"mc_regression-{args.method}", args.seed)
     with SummaryWriter(log_dir) as writer:
         for n in counts:
             v_hat, q_hat = fit_values(episodes[:n], mdp, X, X_sa, model, args.first_visit)

@@ -19,12 +19,14 @@ import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 
 from approximators.features import state_action_features, state_features
-from approximators.monte_carlo import regression_data
+from approximators.limits import check_memory
+from approximators.monte_carlo import episode_lengths, regression_bytes, regression_data
 from approximators.networks import ACTIVATIONS, summary
 from approximators.nn_regression import OPTIMIZERS, NeuralRegression
 from envs import MDP_NAMES, make_mdp
 from dqn.logging import make_run_dir
-from scripts._cli import ArgumentParser, run, set_threads
+from scripts._cli import ArgumentParser, finite_float, run, set_threads
+from scripts.plot_runs import check_run_dir
 
 DEFAULTS = NeuralRegression()
 
@@ -40,11 +42,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"hidden activation (default {DEFAULTS.activation})")
     parser.add_argument("--optimizer", default=DEFAULTS.optimizer, choices=OPTIMIZERS,
                         help=f"mini-batch SGD or Adam (default {DEFAULTS.optimizer})")
-    parser.add_argument("--alpha", type=float, default=DEFAULTS.alpha, help=f"learning rate α (default {DEFAULTS.alpha})")
+    parser.add_argument("--alpha", type=finite_float, default=DEFAULTS.alpha,
+                        help=f"learning rate α > 0 (default {DEFAULTS.alpha})")
     parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
                         help=f"mini-batch size s, 1..m (default {DEFAULTS.batch_size})")
     parser.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help=f"passes over the data (default {DEFAULTS.epochs})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the episodes and of the networks (default 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the episodes and of the networks, 0 ≤ seed < 2**32 (default 0)")
     parser.add_argument("--logdir", default="runs", help="root of the TensorBoard runs (default runs)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     return parser.parse_args(argv)
@@ -56,19 +60,23 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"episodes={args.episodes} must be ≥ 1")
     config = dict(hidden=tuple(args.hidden), activation=args.activation, optimizer=args.optimizer, alpha=args.alpha,
                   batch_size=args.batch_size, epochs=args.epochs, seed=args.seed)
-    NeuralRegression(**config)  # bad flags fail here, before any episode is collected
+    model = NeuralRegression(**config)  # bad flags fail here, before any episode is collected
     mdp = make_mdp(args.env)
     threads = set_threads(args.threads)
     pi = mdp.uniform_policy()
+    X, X_sa = state_features(mdp), state_action_features(mdp)
+    data = regression_bytes(mdp, pi, args.episodes, X.shape[-1] + X_sa.shape[-1])  # both training sets at once
+    check_memory(f"regression of returns on {args.episodes:,} {args.env} episodes", data)
+    model.check_memory(round(args.episodes * episode_lengths(mdp, pi, args.episodes)[0]), X_sa.shape[-1], held=data)
+    directory = check_run_dir("--logdir", make_run_dir(args.logdir, args.env, "nn_regression", args.seed))
     v_pi, q_pi = mdp.evaluate(pi)
     episodes = mdp.episodes(pi, args.episodes, np.random.default_rng(args.seed))
-    X, X_sa = state_features(mdp), state_action_features(mdp)
     X_v, G_v = regression_data(episodes, X, mdp.gamma, first_visit=args.first_visit)
     X_q, G_q = regression_data(episodes, X_sa, mdp.gamma, action_values=True, first_visit=args.first_visit)
+    model.check_rows(min(G_v.size, G_q.size))  # before the run directory is made
     visits = "first-visit" if args.first_visit else "every-visit"
     print(f"env {args.env}, uniform policy, {args.episodes} episodes: {G_v.size} returns ({visits}); threads {threads}")
 
-    directory = make_run_dir(args.logdir, args.env, "nn_regression", args.seed)
     fits = {}
     for name, (inputs, targets) in {"v": (X_v, G_v), "q": (X_q, G_q)}.items():
         with SummaryWriter(str(directory / name)) as writer:

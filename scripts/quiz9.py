@@ -15,7 +15,9 @@ import json
 import numpy as np
 
 from approximators.features import state_action_features, state_features
-from approximators.monte_carlo import LinearRegression, regression_data
+from approximators.limits import check_memory
+from approximators.linear import check_seed
+from approximators.monte_carlo import LinearRegression, regression_bytes, regression_data
 from approximators.traces import EpisodeBatch, TDLambda
 from envs import quiz9_mdp
 from scripts._cli import ArgumentParser, run, set_threads
@@ -150,13 +152,17 @@ def question5(seed: int = 0, counts: tuple[int, ...] = (10, 100, 1000, 10000)) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--episodes", type=int, default=10_000, help="largest training set for Q4 and Q5")
+    parser.add_argument("--seed", type=int, default=0, help="0 ≤ seed < 2**32")
+    parser.add_argument("--episodes", type=int, default=10_000, help="largest training set for Q4 and Q5, ≥ 10")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     if args.episodes < 10:
         raise ValueError(f"episodes={args.episodes} must be ≥ 10")
+    check_seed("seed", args.seed)
+    mdp = quiz9_mdp()
+    check_memory(f"Q4 and Q5's regression of returns on {args.episodes:,} episodes",
+                 regression_bytes(mdp, mdp.uniform_policy(), args.episodes, state_action_features(mdp).shape[-1]))
     counts = tuple(sorted({n for n in (10, 100, 1000, 10_000, 100_000) if n < args.episodes} | {args.episodes}))
     threads = set_threads(args.threads)
     answers = {"Q1": question1(args.seed), "Q2": question2(args.seed),
