@@ -20,7 +20,7 @@ import numpy as np
 from approximators import losses
 from approximators.mlp import HIDDEN_ACTIVATIONS, MLP
 from approximators.optim import GDConfig, gradient_descent
-from scripts._cli import ArgumentParser, run
+from scripts._cli import ArgumentParser, finite_float, run
 
 WEIGHT_NAMES = ("w_01^(1)", "w_11^(1)", "w_21^(1)", "w_02^(1)", "w_12^(1)", "w_22^(1)", "w_0^(2)", "w_1^(2)", "w_2^(2)")
 # Both hidden units and the output active (z > 0) at the default x = (1, 2): see tests/test_backprop_example.py
@@ -40,12 +40,17 @@ def worked_example(
     w = np.asarray(w, dtype=np.float64)
     W = net.unflatten(w)
     x, target = np.array([[x1, x2]]), np.array([[y]])
-    forward = net.forward(W, x)
-    loss_value, eps2 = losses.loss("squared_error", forward.y_hat, target)  # L = (ŷ − y)², ε^(2) = 2(ŷ − y)
-    backward = net.backward(W, forward, eps2)
     one_sgd_step = GDConfig(alpha=alpha, batch_size=1, epochs=1, shuffle=False)
     objective = partial(net.cost_and_gradient, loss="squared_error")
-    w_after = gradient_descent(objective, w, x, target, one_sgd_step).w[-1]  # w := w − α ∇L
+    with np.errstate(all="ignore"):  # an overflow is reported below, in one line
+        forward = net.forward(W, x)
+        loss_value, eps2 = losses.loss("squared_error", forward.y_hat, target)  # L = (ŷ − y)², ε^(2) = 2(ŷ − y)
+        backward = net.backward(W, forward, eps2)
+        w_after = gradient_descent(objective, w, x, target, one_sgd_step).w[-1]  # w := w − α ∇L
+    grad = net.flatten(backward.grads)
+    if not all(np.isfinite(n).all() for n in (forward.y_hat, loss_value, grad, w_after)):
+        raise ValueError(f"these weights and inputs overflow float64: ŷ = {forward.y_hat[0, 0]:g}, L = {loss_value[0]:g}, "
+                         f"max |∂L/∂w| = {np.abs(grad).max():g}; use smaller numbers")
     return {
         "activation": activation,
         "x": [x1, x2],
@@ -60,7 +65,7 @@ def worked_example(
         "eps1": backward.eps[0][0].tolist(),
         "weight_names": list(WEIGHT_NAMES),
         "weights": w.tolist(),
-        "grad": net.flatten(backward.grads).tolist(),
+        "grad": grad.tolist(),
         "weights_after": w_after.tolist(),
     }
 
@@ -95,12 +100,12 @@ def report(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--weights", type=float, nargs=9, default=DEFAULT_WEIGHTS, metavar="W",
+    parser.add_argument("--weights", type=finite_float, nargs=9, default=DEFAULT_WEIGHTS, metavar="W",
                         help="the nine weights in the lecture's order: " + " ".join(WEIGHT_NAMES))
-    parser.add_argument("--x1", type=float, default=1.0, help="input x_1")
-    parser.add_argument("--x2", type=float, default=2.0, help="input x_2")
-    parser.add_argument("--y", type=float, default=1.0, help="observed output y")
-    parser.add_argument("--alpha", type=float, default=0.1, help="learning rate α of the SGD step")
+    parser.add_argument("--x1", type=finite_float, default=1.0, help="input x_1")
+    parser.add_argument("--x2", type=finite_float, default=2.0, help="input x_2")
+    parser.add_argument("--y", type=finite_float, default=1.0, help="observed output y")
+    parser.add_argument("--alpha", type=finite_float, default=0.1, help="learning rate α > 0 of the SGD step")
     parser.add_argument("--activation", default="relu", choices=HIDDEN_ACTIVATIONS,
                         help="f in every unit (the lecture's: relu)")
     parser.add_argument("--json", action="store_true", help="print the numbers as one JSON object")
