@@ -43,6 +43,7 @@ from dqn.schedules import LinearSchedule
 
 # Fields that fix the network's shape or the task: a checkpoint only loads where they agree.
 STRUCTURAL_FIELDS = ("env_id", "q_network", "hidden", "activation", "dueling")
+CHECKPOINT_KEYS = {"meta", "q", "q_target", "optimizer", "torch_rng", "replay"}  # the entries of state_dict()
 ASYNC_ENVS_PER_CPU = 4  # vectorization="async" starts one process per env: at most this many per CPU
 ROUND_DRAW_BYTES = 32 * 2**20  # a training round samples its minibatches in draws of at most this many bytes of S, S'
 
@@ -277,6 +278,7 @@ class DQN:
         self.beta = LinearSchedule(config.priority_beta0, 1.0, total)
         self._open_logger()
         if self._needs_reset:  # a fresh or resumed agent: new episodes, seeded by (seed, step)
+            self.replay.end_episodes()  # a resumed replay's open episodes end here, truncated
             obs, _ = self.envs.reset(seed=config.seed + self.global_step)
             np.copyto(self._obs, obs, casting="unsafe")
             self._start_episodes()
@@ -504,7 +506,8 @@ class DQN:
 
         Everything in the file is checked first (dqn.checkpoint's schema); any failure is a one-line
         CheckpointError naming the path and the field. What the file cannot decide: the run directory
-        (`run_dir`, default beside the checkpoint: the folder above its checkpoints/ folder), the
+        (`run_dir`, default beside the checkpoint: the folder above its checkpoints/ folder; none with
+        logdir=""), the
         execution settings (threads, device, compile, vectorization: `overrides` or the defaults), and an
         env id with a module part ("module:Env"), refused unless `env` names the env itself.
         `overrides` change config fields (e.g. total_timesteps); the structural ones (env_id, q_network,
@@ -523,12 +526,16 @@ class DQN:
 
         state = load_checkpoint(path, max_bytes=max_bytes, size_limit=size_limit)
         meta = checked[0] if checked else parse_meta(path, state["meta"])
+        unknown = sorted(set(state) - CHECKPOINT_KEYS, key=repr)
+        if unknown:
+            raise CheckpointError(f"{path}: unexpected entries {unknown[:4]}; a checkpoint holds {sorted(CHECKPOINT_KEYS)}")
         saved = meta.config
         if isinstance(env, str):
             overrides["env_id"] = env
         elif env is None and "env_id" not in overrides and ":" in saved.env_id:
             raise CheckpointError(f"{path}: env_id={saved.env_id!r} names a module to import "
-                                  f"({saved.env_id.split(':')[0]!r}); refused — pass the env id yourself to use it")
+                                  f"({saved.env_id.split(':')[0]!r}); refused (only an id you pass yourself, "
+                                  "train_dqn --resume --env or DQN.load(env=…), may import one)")
         if device is not None:
             overrides["device"] = device
         config = _with(saved, **overrides)
@@ -549,8 +556,9 @@ class DQN:
                                                 [parameter.shape for parameter in network.parameters()])
         torch_rng = check_torch_rng(path, state.get("torch_rng"))
         try:
-            agent = cls(config, env if isinstance(env, gym.vector.VectorEnv) else None,
-                        run_dir=default_run_dir(path) if run_dir is None else run_dir)
+            if run_dir is None and overrides.get("logdir") != "":  # logdir="" from the caller: write nothing
+                run_dir = default_run_dir(path)
+            agent = cls(config, env if isinstance(env, gym.vector.VectorEnv) else None, run_dir=run_dir)
         except ValueError as exc:
             raise CheckpointError(f"{path}: {exc}") from None
         try:
@@ -570,6 +578,7 @@ class DQN:
         agent.optimizer.load_state_dict({"state": optimizer_state,
                                          "param_groups": agent.optimizer.state_dict()["param_groups"]})
         agent.global_step, agent.episodes, agent.updates = meta.global_step, meta.episodes, meta.updates
+        agent.last_checkpoint = path  # the last good checkpoint, should training diverge before the next one
         agent.best_eval_return = -math.inf if meta.best_eval_return is None else meta.best_eval_return
         agent.solved_step = meta.solved_step
         agent.rng.bit_generator.state = meta.numpy_rng

@@ -24,6 +24,7 @@ import math
 import os
 import pickle
 import stat
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from approximators.limits import format_bytes
+from approximators.limits import check_memory, format_bytes
 from dqn.config import DQNConfig
 
 MAGIC = b"QAPPROX-CKPT-2\n"
@@ -95,54 +96,83 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     """The state saved at `path`, with state["meta"] the parsed meta dict.
 
     CheckpointError (one line, naming the path) if it is not a regular file, not ours, larger than
-    `max_bytes` or `size_limit(meta)` (which may itself raise CheckpointError for a bad meta), corrupt,
-    or holds objects that could run code. FileNotFoundError if it does not exist.
+    `max_bytes` or `size_limit(meta)` (which may itself raise CheckpointError for a bad meta) or than
+    memory can hold, unreadable, corrupt, compressed, or holds objects that could run code or tensors
+    that are not plain CPU arrays. FileNotFoundError if it does not exist.
     """
     path = Path(path)
+    _check_file(path, os.stat)  # before opening: opening a device or a FIFO can itself do something
     try:
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block us
-    except FileNotFoundError:
-        raise FileNotFoundError(f"checkpoint {path} does not exist") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{path} is a directory, not a qapprox checkpoint") from None
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO swapped in must not block
     except OSError as exc:
         raise CheckpointError(f"checkpoint {path} cannot be opened: {exc.strerror}") from None
+    try:
+        size = _check_file(path, lambda _: os.fstat(descriptor)).st_size  # the file actually opened
+    except CheckpointError:
+        os.close(descriptor)
+        raise
     with open(descriptor, "rb") as file:
-        info = os.fstat(file.fileno())
-        if stat.S_ISDIR(info.st_mode):
-            raise CheckpointError(f"{path} is a directory, not a qapprox checkpoint")
-        if not stat.S_ISREG(info.st_mode):
-            raise CheckpointError(f"{path} is not a regular file (a device, FIFO or socket); refused")
-        size = info.st_size
-        _check_size(path, size, max_bytes, "--max-checkpoint-bytes")
-        magic = file.read(len(MAGIC))
-        if magic == MAGIC_V1:
-            return _load_v1(path, file, size, map_location, max_bytes)
-        if magic != MAGIC:
-            raise CheckpointError(f"{path} is not a qapprox checkpoint (no {MAGIC[:-1].decode()} header)")
-        digest, length = file.read(DIGEST_SIZE), int.from_bytes(file.read(8), "little")
-        header = len(MAGIC) + DIGEST_SIZE + 8
-        if len(digest) != DIGEST_SIZE or length > size - header:
-            raise CheckpointError(f"{path} is truncated or corrupt (header)")
-        if length > META_LIMIT:
-            raise CheckpointError(f"{path} has {length} bytes of meta; at most {META_LIMIT} are read")
-        meta_bytes = file.read(length)
-        meta = _parse_meta(path, meta_bytes)
-        if max_bytes is None and size_limit is not None:
-            _check_size(path, size, size_limit(meta), "the size its config implies")
-        hasher = hashlib.sha256(meta_bytes)
-        payload = _read_hashed(file, size - header - length, hasher)
-        if hasher.digest() != digest:
-            raise CheckpointError(f"{path} is truncated or corrupt (checksum mismatch)")
+        try:
+            return _read(path, file, size, map_location, max_bytes, size_limit)
+        except OSError as exc:  # EIO and the like while reading: the file, not the disk we write to
+            raise CheckpointError(f"checkpoint {path} cannot be read: {exc.strerror or exc}") from None
+
+
+def _check_file(path: Path, stat_function) -> os.stat_result:
+    try:
+        info = stat_function(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint {path} does not exist") from None
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {path} cannot be read: {exc.strerror}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise CheckpointError(f"{path} is a directory, not a qapprox checkpoint")
+    if not stat.S_ISREG(info.st_mode):
+        raise CheckpointError(f"{path} is not a regular file (a device, FIFO or socket); refused")
+    return info
+
+
+def _read(path: Path, file, size: int, map_location, max_bytes: int | None,
+          size_limit: Callable[[dict[str, Any]], int] | None) -> dict[str, Any]:
+    _check_size(path, size, max_bytes, "--max-checkpoint-bytes")
+    magic = file.read(len(MAGIC))
+    if magic == MAGIC_V1:
+        return _load_v1(path, file, size, map_location, max_bytes)
+    if magic != MAGIC:
+        raise CheckpointError(f"{path} is not a qapprox checkpoint (no {MAGIC[:-1].decode()} header)")
+    digest, length = file.read(DIGEST_SIZE), int.from_bytes(file.read(8), "little")
+    header = len(MAGIC) + DIGEST_SIZE + 8
+    if len(digest) != DIGEST_SIZE or length > size - header:
+        raise CheckpointError(f"{path} is truncated or corrupt (header)")
+    if length > META_LIMIT:
+        raise CheckpointError(f"{path} has {length} bytes of meta; at most {META_LIMIT} are read")
+    meta_bytes = file.read(length)
+    meta = _parse_meta(path, meta_bytes)
+    if max_bytes is None and size_limit is not None:
+        _check_size(path, size, size_limit(meta), "the size its config implies")
+    _check_fits(path, size)
+    hasher = hashlib.sha256(meta_bytes)
+    payload = _read_hashed(file, size - header - length, hasher)
+    if hasher.digest() != digest:
+        raise CheckpointError(f"{path} is truncated or corrupt (checksum mismatch)")
     state = _unpickle(path, payload, map_location)
     state["meta"] = meta
     return state
+
+
+def _check_fits(path: Path, size: int) -> None:
+    """Reading holds the payload about three times (the bytes, the unpickler's buffer, the tensors)."""
+    try:
+        check_memory(f"checkpoint {path} ({format_bytes(size)})", 3 * size)
+    except ValueError as exc:
+        raise CheckpointError(f"{exc}; refused before reading") from None
 
 
 def _load_v1(path: Path, file, size: int, map_location, max_bytes: int | None) -> dict[str, Any]:
     """MAGIC_V1 | sha256(payload) | payload, the meta a JSON string in the payload."""
     if max_bytes is None:
         _check_size(path, size, V1_LIMIT, "the limit for version-1 checkpoints (--max-checkpoint-bytes)")
+    _check_fits(path, size)
     digest = file.read(DIGEST_SIZE)
     hasher = hashlib.sha256()
     payload = _read_hashed(file, max(size - len(MAGIC_V1) - DIGEST_SIZE, 0), hasher)
@@ -186,6 +216,7 @@ def _parse_meta(path: Path, data: bytes) -> dict[str, Any]:
 
 
 def _unpickle(path: Path, payload: bytearray, map_location) -> dict[str, Any]:
+    _check_archive(path, payload)
     try:
         state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure of the zip/unpickler on bad bytes is refused
@@ -197,7 +228,38 @@ def _unpickle(path: Path, payload: bytearray, map_location) -> dict[str, Any]:
         raise CheckpointError(f"{path} is truncated or corrupt ({message})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} does not hold a checkpoint dictionary")
+    _check_plain_tensors(path, state)
     return state
+
+
+def _check_archive(path: Path, payload: bytearray) -> None:
+    """torch.save writes an uncompressed zip: a compressed entry (which could inflate to far more memory
+    than the file's size, a zip bomb) or entries larger in total than the payload are refused."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError):
+        raise CheckpointError(f"{path} is truncated or corrupt (the payload is not a torch zip archive)") from None
+    if any(entry.compress_type != zipfile.ZIP_STORED for entry in entries):
+        raise CheckpointError(f"{path} has compressed entries in its payload (torch.save stores them plain); refused")
+    if sum(entry.file_size for entry in entries) > len(payload):
+        raise CheckpointError(f"{path} declares more bytes in its payload than it holds; refused")
+
+
+def _check_plain_tensors(path: Path, value: Any, where: str = "payload", depth: int = 0) -> None:
+    """Every tensor anywhere in the state is a dense (strided) CPU tensor of an ordinary dtype."""
+    if depth > 16:
+        raise CheckpointError(f"{path}: {where} is nested more than 16 levels deep")
+    if isinstance(value, torch.Tensor):
+        if value.layout != torch.strided or value.device.type != "cpu" or value.is_quantized:
+            raise CheckpointError(f"{path}: {where} is a {value.layout} tensor on {value.device}; only dense CPU "
+                                  "tensors are read")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_plain_tensors(path, item, f"{where}.{key}" if depth else str(key), depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_plain_tensors(path, item, f"{where}[{index}]", depth + 1)
 
 
 def _tensors_for_arrays(value: Any) -> Any:
@@ -291,7 +353,7 @@ def check_tensors(path: str | Path, name: str, saved: Any, expected: dict[str, t
     """`saved`, a state dict with exactly `expected`'s keys, shapes and dtypes and finite values."""
     saved = _dict(path, name, saved)
     if set(saved) != set(expected):
-        missing, extra = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
+        missing, extra = (sorted(keys, key=repr) for keys in (set(expected) - set(saved), set(saved) - set(expected)))
         raise CheckpointError(f"{path}: {name} has keys missing {missing[:3]} / unexpected {extra[:3]}")
     for key, reference in expected.items():
         value = saved[key]
@@ -380,6 +442,8 @@ def _numpy_rng(path: str | Path, value: Any) -> dict[str, Any]:
     if value.get("bit_generator") != "PCG64" or set(value) != {"bit_generator", "state", "has_uint32", "uinteger"} \
             or set(inner) != {"state", "inc"}:
         raise CheckpointError(f"{path}: numpy_rng must be a PCG64 state (bit_generator, state, has_uint32, uinteger)")
+    if isinstance(inner["inc"], int) and inner["inc"] % 2 == 0:  # numpy's increments are odd; even ones degenerate
+        raise CheckpointError(f"{path}: numpy_rng.state.inc={inner['inc']} must be odd (a PCG64 increment)")
     return {"bit_generator": "PCG64",
             "state": {key: _int(path, f"numpy_rng.state.{key}", inner[key], 0, 2**128 - 1) for key in ("state", "inc")},
             "has_uint32": _int(path, "numpy_rng.has_uint32", value["has_uint32"], 0, 1),

@@ -29,6 +29,7 @@ DEVICES = ("auto", "cpu", "cuda")
 Q_NETWORKS = ("mlp", "cnn", "linear")
 VECTORIZATION = ("sync", "async")
 MAX_INT = 2**53  # integer fields: exact as float64 (TOML floats, TensorBoard steps); 1e30 is refused
+MAX_LAYERS, MAX_WIDTH = 64, 2**20  # hidden: layers and units per layer
 # Integer fields with a tighter range than [0 or 1, MAX_INT]: what one process can sensibly hold or run.
 INT_RANGES = {
     "seed": (0, 2**32 - 1),  # numpy's legacy seeding takes 32 bits
@@ -114,8 +115,10 @@ class DQNConfig:
             _check_int(name, getattr(self, name), minimum=1)
         for name, (low, high) in INT_RANGES.items():
             _check_int(name, getattr(self, name), minimum=low, maximum=high)
-        if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
-            raise ValueError(f"hidden={self.hidden!r} must be a non-empty tuple of positive integers, e.g. (256, 256)")
+        if not self.hidden or len(self.hidden) > MAX_LAYERS or \
+                any(isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= MAX_WIDTH for h in self.hidden):
+            shown = repr(self.hidden) if len(repr(self.hidden)) < 80 else f"({len(self.hidden)} layers)"
+            raise ValueError(f"hidden={shown} must be 1 to {MAX_LAYERS} layer widths in [1, {MAX_WIDTH:,}], e.g. (256, 256)")
         _check_range("gamma", self.gamma, 0.0, 1.0)
         _check_range("tau", self.tau, 0.0, 1.0, low_open=True)
         for name in ("exploration_initial", "exploration_final", "exploration_fraction", "priority_beta0"):

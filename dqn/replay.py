@@ -360,6 +360,26 @@ class ReplayBuffer:
         if self._filled < self.slots:
             self._filled = min(self.slots, max(self._filled, max(pointer.tolist()) + 2))
 
+    def end_episodes(self) -> None:
+        """End every env's episode here, as a time-limit truncation, before the envs are reset (a resumed run):
+        each start still waiting for its n-step window is stored with the k rewards it has, G = Σ_{j<k} γ^j R,
+        bootstrapping from the last S_{t+1} with γ^k, and the ring steps past that S_{t+1}, as add() does at an
+        episode end — so no transition ends in the new episode's first state. A no-op on an unused buffer."""
+        if self._filled == 0:
+            return
+        env = np.repeat(np.arange(self.n_envs), self._pending)  # one entry per waiting start …
+        d = np.concatenate([np.arange(p) for p in self._pending]).astype(np.int64)  # … d steps back
+        back_rows = self._first_row[:, None] + (self._pointer[:, None] - 1 - self._window[None, :]) % self.slots
+        returns = self._step_rewards[back_rows].dot(self._return_weights)  # [e, d], as in add()
+        starts = back_rows[env, d]
+        self._returns[starts] = returns[env, d].astype(np.float32)
+        self._next_rows[starts] = (self._first_row + self._pointer)[env]  # the row of the last S_{t+1}
+        self._discounts[starts] = self._discount_table[0, d]
+        self._commit(np.empty(0, dtype=np.int64), starts)
+        self._pending[:] = 0
+        self._pointer = self._slot_after[self._pointer]  # keep S_{t+1}: the next S_t goes one slot further
+        self._derive()
+
     def _commit(self, written: np.ndarray, emitted: np.ndarray) -> int:
         """Rows overwritten this step stop being transitions; emitted starts become ones. Returns
         how many transitions were overwritten."""
@@ -476,8 +496,9 @@ class ReplayBuffer:
         if not isinstance(state, dict):
             raise ValueError(f"replay state is a {type(state).__name__}, not a dict")
         for name, value in self._settings().items():
-            if state.get(name) != value:
-                raise ValueError(f"replay state has {name}={state.get(name)!r}; this buffer has {name}={value!r}")
+            saved = state.get(name)
+            if type(saved) not in (int, float) or saved != value:  # plain numbers only: a tensor never compares
+                raise ValueError(f"replay state has {name}={_shown(saved)}; this buffer has {name}={value!r}")
         stored = {}
         for name, array in self._arrays().items():
             value = state.get(name)
@@ -489,6 +510,8 @@ class ReplayBuffer:
         counters = {name: _state_int(state, name, low, high) for name, low, high in (
             ("count", 0, len(self._valid)), ("filled", 0, self.slots), ("rng_state", 0, 2**128 - 1),
             ("rng_inc", 0, 2**128 - 1), ("rng_has_uint32", 0, 1), ("rng_uinteger", 0, 2**32 - 1))}
+        if counters["rng_inc"] % 2 == 0:  # numpy's PCG64 increments are odd; an even one can repeat one draw forever
+            raise ValueError(f"replay state 'rng_inc'={counters['rng_inc']} must be odd (a PCG64 increment)")
         self._check_rows(stored, counters, n_actions)
         for name, array in self._arrays().items():
             np.copyto(array, stored[name])
@@ -510,16 +533,23 @@ class ReplayBuffer:
         rows = np.flatnonzero(valid)
         if int(valid.sum()) != counters["count"]:
             refuse(f"count={counters['count']} but {int(valid.sum())} rows hold transitions")
-        if not ((stored["pointer"] >= 0) & (stored["pointer"] < self.slots)).all():
+        pointer, pending = stored["pointer"], stored["pending"]
+        if not ((pointer >= 0) & (pointer < self.slots)).all():
             refuse(f"a pointer is outside [0, {self.slots})")
-        if not ((stored["pending"] >= 0) & (stored["pending"] < self.n_step)).all():
+        if not ((pending >= 0) & (pending < self.n_step)).all():
             refuse(f"a pending count is outside [0, {self.n_step})")
+        waiting = [self._first_row[e] + (pointer[e] - 1 - d) % self.slots
+                   for e in range(self.n_envs) for d in range(pending[e])]
+        if valid[waiting].any():
+            refuse("a start still waiting for its n-step window is marked as a transition")
         if len(rows) and (rows % self.slots).max() >= counters["filled"]:
             refuse(f"a transition lies beyond filled={counters['filled']} slots")
         next_rows = stored["next_rows"][rows]
-        if not ((next_rows >= 0) & (next_rows < len(valid)) & (next_rows // self.slots == rows // self.slots)).all():
-            refuse("a next-state row index is outside its environment's ring")
-        actions = stored["actions"][rows]
+        ahead = (next_rows - rows) % self.slots  # S_{t+k} lies k = 1 … n slots after S_t, in the same env's ring
+        if not ((next_rows >= 0) & (next_rows < len(valid)) & (next_rows // self.slots == rows // self.slots)
+                & (ahead >= 1) & (ahead <= self.n_step)).all():
+            refuse(f"a next-state row index is not 1 to n_step={self.n_step} rows ahead in its environment's ring")
+        actions = stored["actions"]  # every row: a waiting start becomes a transition without its action rewritten
         if len(actions) and (actions.min() < 0 or (n_actions is not None and actions.max() >= n_actions)):
             refuse(f"an action is outside [0, {n_actions if n_actions is not None else 'n_actions'})")
         if not (np.isfinite(stored["returns"]).all() and np.isfinite(stored["step_rewards"]).all()):
@@ -529,6 +559,11 @@ class ReplayBuffer:
             refuse("a discount is outside [0, 1]")
         if stored["obs"].dtype.kind == "f" and not np.isfinite(stored["obs"]).all():
             refuse("an observation is not finite")
+
+
+def _shown(value) -> str:
+    text = repr(value) if not isinstance(value, torch.Tensor) else f"a tensor of shape {list(value.shape)}"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _state_int(state: dict, name: str, low: int, high: int) -> int:
@@ -578,6 +613,10 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     @property
     def nbytes(self) -> int:
         return super().nbytes + self._tree.sums.nbytes + self._tree.mins.nbytes
+
+    def max_priority_of(self, max_priority: float) -> float:
+        """The largest p^α a leaf may hold when the largest priority seen is `max_priority` (rounding aside)."""
+        return max(max_priority**self.alpha, 1.0) * (1 + 1e-9)
 
     def set_beta(self, beta: float) -> None:
         """β of the importance weights, in [0, 1]."""
@@ -642,14 +681,20 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     def load_state_dict(self, state: dict, n_actions: int | None = None) -> None:
         priorities = state.get("priorities") if isinstance(state, dict) else None
         if not isinstance(priorities, torch.Tensor) or tuple(priorities.shape) != (self._tree.size,) or \
-                not priorities.is_floating_point() or not (torch.isfinite(priorities) & (priorities >= 0)).all():
-            raise ValueError(f"replay state 'priorities' must be finite numbers ≥ 0 of shape ({self._tree.size},)")
+                priorities.dtype != torch.float64 or not torch.isfinite(priorities).all():
+            raise ValueError(f"replay state 'priorities' must be finite float64 numbers of shape ({self._tree.size},)")
         max_priority, beta = state.get("max_priority"), state.get("beta")
-        if isinstance(max_priority, bool) or not isinstance(max_priority, (int, float)) or \
-                not 0 < max_priority < math.inf:
-            raise ValueError(f"replay state 'max_priority'={max_priority!r} must be a finite number > 0")
-        _check_unit("replay state 'beta'", beta)
-        super().load_state_dict(state, n_actions)
+        if type(max_priority) not in (int, float) or not 0 < max_priority < math.inf:
+            raise ValueError(f"replay state 'max_priority'={_shown(max_priority)} must be a finite number > 0")
+        _check_unit("replay state 'beta'", beta if type(beta) in (int, float) else None)
+        valid = state.get("valid")
+        if isinstance(valid, torch.Tensor) and valid.shape == self._valid.shape and valid.dtype == torch.bool:
+            valid, leaves = valid.numpy(), priorities.numpy()  # p^α > 0 exactly where a transition is
+            if (leaves[~valid] != 0).any() or (leaves[valid] <= 0).any() or \
+                    (leaves > self.max_priority_of(max_priority)).any():
+                raise ValueError("replay state 'priorities' must be > 0 (and ≤ max_priority^alpha) exactly on the "
+                                 "rows holding transitions and 0 elsewhere")
+        super().load_state_dict(state, n_actions)  # checks the rest (and refuses a `valid` of another shape)
         self._tree.set_values(priorities.cpu().numpy())
         self.max_priority = float(max_priority)
         self.set_beta(beta)

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch intra-op threads: {set_threads(args.threads)}")
     from dqn.agent import DQN
 
-    agent = DQN.load(args.path, device=args.device, threads=args.threads, max_bytes=args.max_checkpoint_bytes)
+    agent = DQN.load(args.path, device=args.device, threads=args.threads, max_bytes=args.max_checkpoint_bytes, logdir="")
     envs = None
     try:
         if args.video:

@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         print("logdir is empty: no TensorBoard logs and no checkpoints are written")
     if args.resume:
         agent = DQN.load(args.resume, max_bytes=args.max_checkpoint_bytes, **given)
+        if given.get("logdir") or "run_name" in given:
+            print(f"note: --logdir and --run-name name new runs; resuming continues in {agent.run_dir}")
         print(f"resuming {args.resume} at step {agent.global_step:,} of {agent.config.total_timesteps:,}")
     else:
         agent = DQN(config)

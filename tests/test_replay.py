@@ -96,6 +96,30 @@ def test_n_step_targets_by_hand_with_an_episode_ending_inside_the_window(ending)
     assert sorted(rows(buffer.transitions())) == sorted(expected)
 
 
+@pytest.mark.parametrize("kind", [ReplayBuffer, PrioritizedReplayBuffer])
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_end_episodes_truncates_the_open_windows_before_a_reset(kind, n_step):
+    """A resumed run resets its envs mid-episode: the waiting starts are stored as truncated at the last
+    S_{t+1} (never reaching into the new episode), and the new episode's first state gets its own row."""
+    gamma = 0.5
+    buffer = kind(capacity=20, obs_shape=(1,), n_step=n_step, gamma=gamma, seed=0)
+    for t, r in enumerate([1, 2, 4, 8]):  # S_0 … S_3, R_1 … R_4 = 1, 2, 4, 8; the episode is still running at S_4
+        step(buffer, [t], [0], [r], [t + 1])
+    buffer.end_episodes()
+    step(buffer, [100], [1], [32], [101])  # the reset episode: S_0 = 100 must not become anyone's S_{t+n}
+    step(buffer, [101], [1], [64], [102], terminated=[True])
+    returns = {0: 1 + 0.5 * 2 + 0.25 * 4, 1: 2 + 0.5 * 4 + 0.25 * 8, 2: 4 + 0.5 * 8, 3: 8}  # n = 3
+    expected = ([(t, 0, [1, 2, 4, 8][t], t + 1, gamma) for t in range(4)] if n_step == 1 else
+                [(0, 0, returns[0], 3, gamma**3), (1, 0, returns[1], 4, gamma**3),
+                 (2, 0, returns[2], 4, gamma**2), (3, 0, returns[3], 4, gamma)])
+    expected += [(100, 1, 32 + (0.5 * 64 if n_step == 3 else 0), 101 if n_step == 1 else 102,
+                  gamma if n_step == 1 else 0.0), (101, 1, 64, 102, 0.0)]
+    assert sorted(rows(buffer.transitions())) == sorted(expected)
+    fresh = kind(capacity=20, obs_shape=(1,), n_step=n_step, seed=0)
+    fresh.end_episodes()  # an unused buffer is left as it is
+    assert fresh.state_dict()["pointer"].tolist() == [0] and len(fresh) == 0
+
+
 def test_one_step_is_plain_dqn():
     buffer = ReplayBuffer(capacity=8, obs_shape=(1,), n_step=1, gamma=0.9, seed=0)
     step(buffer, [0], [1], [5.0], [1])

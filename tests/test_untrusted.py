@@ -50,6 +50,14 @@ def valid(tmp_path_factory) -> tuple[Path, dict]:
     return path, load_checkpoint(path)
 
 
+@pytest.fixture(scope="module")
+def prioritized(tmp_path_factory) -> tuple[Path, dict]:
+    logdir = tmp_path_factory.mktemp("prioritized")
+    agent = DQN(DQNConfig(**SMALL, prioritized=True, logdir=str(logdir))).learn(300)
+    agent.close()
+    return agent.last_checkpoint, load_checkpoint(agent.last_checkpoint)
+
+
 def crafted(tmp_path: Path, valid, change) -> Path:
     """A copy of the valid checkpoint with `change(state, meta)` applied, re-hashed."""
     _, state = valid
@@ -148,6 +156,21 @@ def _set_state(key: str, value):
     return change
 
 
+def _waiting_row_valid(state, meta):
+    replay = state["replay"]
+    slots = len(replay["valid"]) // replay["n_envs"]
+    row = (int(replay["pointer"][0]) - 1) % slots  # env 0's newest start, still waiting for its window
+    replay["valid"][row] = True
+    replay["next_rows"][row] = (row + 1) % slots
+    replay["count"] += 1
+
+
+def _next_row_far_ahead(state, meta):
+    replay = state["replay"]
+    row = int(torch.nonzero(replay["valid"])[0])
+    replay["next_rows"][row] = (row + 10) % len(replay["valid"])
+
+
 def _nan_weight(state, meta):
     first = next(iter(state["q"]))
     state["q"][first] = torch.full_like(state["q"][first], float("nan"))
@@ -192,6 +215,20 @@ MALFORMED = {
     "replay next row out of range": (_replay("next_rows", _next_row_out_of_range), "next-state row index"),
     "replay action out of range": (_replay("actions", _action_out_of_range), "an action is outside [0, 2)"),
     "replay count that disagrees": (_replay("count", lambda c: c - 1), "rows hold transitions"),
+    # Found by a second read of the change (an attack review), each a hang, a crash or silent corruption before:
+    "replay RNG increment 0 (sampling never ends)": (_replay("rng_inc", 0), "'rng_inc'=0 must be odd"),
+    "agent RNG increment 0 (always explores action 0)": (
+        lambda state, meta: meta["numpy_rng"]["state"].update(state=0, inc=0), "numpy_rng.state.inc=0 must be odd"),
+    "action of a waiting n-step start": (_replay("actions", lambda a: torch.full_like(a, 10**6)), "an action is outside"),
+    "a waiting start marked as a transition": (_waiting_row_valid, "a start still waiting for its n-step window"),
+    "a next row too far ahead": (_next_row_far_ahead, "not 1 to n_step=3 rows ahead"),
+    "a sparse weight": (lambda state, meta: state["q"].update({k: v.to_sparse() for k, v in list(state["q"].items())[:1]}),
+                        "only dense CPU tensors are read"),
+    "a tensor as a replay setting": (_replay("capacity", torch.tensor([400, 400])), "replay state has capacity=a tensor"),
+    "state dict keys of mixed types": (lambda state, meta: state["q"].update({0: torch.zeros(1), "zzz": torch.zeros(1)}),
+                                       "q has keys missing [] / unexpected ['zzz', 0]"),
+    "an unexpected top-level entry": (_set_state("extra", torch.zeros(3)), "unexpected entries ['extra']"),
+    "150,000 hidden layers": (_set("config", "hidden", [1] * 150_000), "hidden=(150000 layers) must be 1 to 64"),
 }
 
 
@@ -215,14 +252,69 @@ def test_malformed_contents_exit_2_on_both_command_lines_and_create_nothing(tmp_
     assert sorted(tmp_path.rglob("*")) == before  # no run directory, no event file
 
 
+def _priority_on_empty_rows(state, meta):
+    priorities, valid = state["replay"]["priorities"], state["replay"]["valid"]
+    priorities[~valid] = 100.0
+
+
+def _zero_priorities(state, meta):
+    state["replay"]["priorities"].zero_()
+
+
+@pytest.mark.parametrize("change", [_priority_on_empty_rows, _zero_priorities])
+def test_priorities_are_positive_exactly_on_transitions(tmp_path, prioritized, change):
+    with pytest.raises(CheckpointError, match="'priorities' must be > 0 .* exactly on the rows holding transitions"):
+        DQN.load(crafted(tmp_path, prioritized, change))
+
+
+def test_a_compressed_payload_is_refused_before_it_inflates(tmp_path, valid):
+    """A zip bomb: torch.save's archive holds its entries stored; deflated ones could inflate ~1000×."""
+    import io
+    import json
+    import zipfile
+
+    _, state = valid
+    state = {key: value for key, value in state.items() if key != "meta"}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    deflated = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as source, \
+            zipfile.ZipFile(deflated, "w", compression=zipfile.ZIP_DEFLATED) as target:
+        for entry in source.infolist():
+            target.writestr(entry.filename, source.read(entry))
+    path = raw_checkpoint(tmp_path / "bomb.ckpt", deflated.getvalue(), json.dumps(valid[1]["meta"]).encode())
+    with pytest.raises(CheckpointError, match="has compressed entries in its payload"):
+        DQN.load(path)
+
+
+def test_read_errors_and_directories_are_named_as_such(tmp_path):
+    (tmp_path / "d.ckpt").mkdir()
+    with pytest.raises(CheckpointError, match=r"d.ckpt is a directory, not a qapprox checkpoint"):
+        load_checkpoint(tmp_path / "d.ckpt")
+    (tmp_path / "mem.ckpt").symlink_to("/proc/self/mem")  # a "regular" file of size 0 whose reads fail (EIO)
+    result = script("evaluate", str(tmp_path / "mem.ckpt"))
+    assert_one_line_refusal(result)  # exit 2 naming the file — not exit 3, "disk full"
+    assert "mem.ckpt" in result.stderr
+
+
+def test_logdir_empty_on_resume_writes_nothing(tmp_path, valid):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    path = run / "checkpoints" / "latest.ckpt"
+    path.write_bytes(valid[0].read_bytes())
+    result = script("train_dqn", "--resume", str(path), "--logdir", "", "--total-timesteps", "400", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in run.rglob("*")) == ["checkpoints", "latest.ckpt"] and path.read_bytes() == valid[0].read_bytes()
+
+
 def test_an_empty_payload_with_a_correct_hash_is_corrupt(tmp_path, valid):
     import json
 
     path = raw_checkpoint(tmp_path / "empty.ckpt", b"", json.dumps(valid[1]["meta"]).encode())
-    with pytest.raises(CheckpointError, match=r"truncated or corrupt \(EOFError"):
+    with pytest.raises(CheckpointError, match=r"truncated or corrupt \(the payload is not a torch zip archive\)"):
         DQN.load(path)
     raw_checkpoint(path, b"", version=1)
-    with pytest.raises(CheckpointError, match=r"truncated or corrupt \(EOFError"):
+    with pytest.raises(CheckpointError, match=r"truncated or corrupt \(the payload is not a torch zip archive\)"):
         load_checkpoint(path)
 
 
@@ -245,6 +337,10 @@ def test_a_file_larger_than_its_config_implies_is_refused_before_reading(tmp_pat
     assert time.perf_counter() - started < 20  # far from hashing 4 GiB (not a timing test: a wide bound)
     with pytest.raises(CheckpointError, match=r"larger than --max-checkpoint-bytes \(1.0 KiB\)"):
         DQN.load(valid[0], max_bytes=1024)
+    with open(path, "r+b") as file:  # a generous --max-checkpoint-bytes still cannot read past memory
+        file.truncate(2**40)
+    with pytest.raises(CheckpointError, match=r"\(1.0 TiB\) needs 3.0 TiB of memory; .* is available; refused before reading"):
+        DQN.load(path, max_bytes=2**41)
 
 
 def test_devices_and_fifos_are_not_read(tmp_path):
@@ -299,7 +395,7 @@ def test_train_dqn_refuses_before_any_work(tmp_path, argv, message):
 
 @pytest.mark.parametrize("toml, message", [
     ("total_timesteps = 1e30\n", "total_timesteps=1e+30 is not a valid integer"),
-    ("hidden = []\n", "hidden=() must be a non-empty tuple"),
+    ("hidden = []\n", "hidden=() must be 1 to 64 layer widths"),
 ])
 def test_toml_numbers_mean_numbers(tmp_path, toml, message):
     (tmp_path / "c.toml").write_text(toml)
