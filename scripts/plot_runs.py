@@ -109,13 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    groups: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = {}  # tag → group → curves
+    for tag in tags:  # every run is read before a figure exists
+        groups[tag] = defaultdict(list)
+        for run_dir in map(Path, args.run_dirs):
+            groups[tag][group_name(run_dir)].append(read_scalars(run_dir, tag))
     with plt.rc_context({"text.parse_math": False}):  # tags, run names and titles are text, not TeX
         figure, all_axes = plt.subplots(1, len(tags), figsize=(PANEL_INCHES * len(tags), 4.5), squeeze=False)
         for tag, axes in zip(tags, all_axes[0]):
-            groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
-            for run_dir in map(Path, args.run_dirs):
-                groups[group_name(run_dir)].append(read_scalars(run_dir, tag))
-            for name, curves in groups.items():
+            for name, curves in groups[tag].items():
                 end = min(steps[-1] for steps, _ in curves)
                 grid = np.linspace(max(steps[0] for steps, _ in curves), end, args.points)
                 values = np.stack([np.interp(grid, steps, vals) for steps, vals in curves])
@@ -132,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             figure.suptitle(args.title)
         figure.tight_layout()
         figure.savefig(out, dpi=DPI)
+        plt.close(figure)  # main() may be called again in the same process
     print(f"wrote {out}")
     return 0
 
