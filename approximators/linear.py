@@ -82,5 +82,5 @@ def check_seed(name: str, seed: int) -> int:
     """seed, if it is an integer in SEED_RANGE; else a one-line ValueError."""
     low, high = SEED_RANGE
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not low <= seed <= high:
-        raise ValueError(f"{name}={seed!r} must be an integer in [{low}, 2**32 - 1]")
+        raise ValueError(f"{name}={seed!r} must be an integer in [{low}, {high:,}]")
     return int(seed)
