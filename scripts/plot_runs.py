@@ -67,6 +67,15 @@ def check_run_dir(name: str, run_dir: str | Path) -> Path:
     return run_dir
 
 
+def shown(text: str) -> str:
+    """text as matplotlib can draw it: an undecodable byte of a command line or a folder name (a lone
+    surrogate such as '\\udcff') becomes U+FFFD."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate no command line makes
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def read_scalars(run_dir: str | Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
     """(steps, values) of one tag in a run directory, read with TensorBoard's EventAccumulator."""
     from scripts.sweep_lib import accumulate
@@ -122,16 +131,16 @@ def main(argv: list[str] | None = None) -> int:
                 grid = np.linspace(max(steps[0] for steps, _ in curves), end, args.points)
                 values = np.stack([np.interp(grid, steps, vals) for steps, vals in curves])
                 mean = values.mean(axis=0)
-                axes.plot(grid, mean, label=f"{name} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
+                axes.plot(grid, mean, label=shown(f"{name} ({len(curves)} seed{'s' if len(curves) > 1 else ''})"))
                 axes.fill_between(grid, values.min(axis=0), values.max(axis=0), alpha=0.2)
                 print(f"{name}: {len(curves)} run(s), final mean {tag} {mean[-1]:.2f} at step {int(grid[-1]):,}")
             axes.set_xlabel("environment steps")
-            axes.set_ylabel(tag)
-            axes.set_title(tag)
+            axes.set_ylabel(shown(tag))
+            axes.set_title(shown(tag))
             axes.grid(alpha=0.3)
             axes.legend()
         if args.title:
-            figure.suptitle(args.title)
+            figure.suptitle(shown(args.title))
         figure.tight_layout()
         figure.savefig(out, dpi=DPI)
         plt.close(figure)  # main() may be called again in the same process
