@@ -87,7 +87,7 @@ MANY_RATES = "learning_rate=" + ",".join(f"{i}e-5" for i in range(1, 102))  # 10
     (["--grid", "activation=relu,a/b"], "activation='a/b' must be a plain name"),
     (["--grid", "activation=.."], "activation='..' must be a plain name"),
     (["--grid", "learning_rate=1e-3,0.001"], "learning_rate=0.001 is given twice"),
-    (["--grid", "hidden=" + "1 " * 200], "is longer than 255 bytes"),
+    (["--grid", "hidden=" + "1000000 " * 40], "is longer than 255 bytes"),
     (["--address", "auto", "--num-cpus", "2"], "--num-cpus is for the local cluster"),
     (["--address", "auto", "--dashboard"], "--dashboard is for the local cluster"),
 ])
