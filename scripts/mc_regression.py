@@ -22,8 +22,7 @@ from approximators.limits import check_memory
 from approximators.monte_carlo import LinearRegression, regression_bytes, regression_data
 from envs import FiniteMDP, make_mdp
 from dqn.logging import make_run_dir
-from scripts._cli import ArgumentParser, finite_float, run, set_threads
-from scripts.plot_runs import check_run_dir
+from scripts._cli import ArgumentParser, check_run_dir, finite_float, run, set_threads
 
 POLICIES = ("uniform", "epsilon-optimal")
 Q_FEATURES = ("one-hot", "block")

@@ -25,8 +25,7 @@ from approximators.networks import ACTIVATIONS, summary
 from approximators.nn_regression import OPTIMIZERS, NeuralRegression
 from envs import MDP_NAMES, make_mdp
 from dqn.logging import make_run_dir
-from scripts._cli import ArgumentParser, finite_float, run, set_threads
-from scripts.plot_runs import check_run_dir
+from scripts._cli import ArgumentParser, check_run_dir, finite_float, run, set_threads
 
 DEFAULTS = NeuralRegression()
 

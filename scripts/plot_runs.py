@@ -5,66 +5,22 @@ each group is drawn as the mean over its seeds with a min–max band, on a commo
 (each run's curve is linearly interpolated onto the grid, within the steps it covers).
 --tag may be given several times: one panel per tag. Prints, per group and tag, the number of
 seeds and the final mean. Tags and run names are drawn as plain text (no $…$ mathtext).
-
-Also the output-path rules the lecture scripts share (td_lambda, gd_paths, mc_regression, …):
-figure_path for a figure file, check_run_dir for a TensorBoard run directory.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from approximators.limits import check_memory
-from scripts._cli import ArgumentParser, check_output_path, run
+from scripts._cli import FIGURE_FORMATS, ArgumentParser, figure_path, run
 
-# What savefig writes here without extra software (pgf needs LaTeX), by the file's suffix.
-FIGURE_FORMATS = ("png", "pdf", "svg", "svgz", "eps", "ps", "jpg", "jpeg", "tif", "tiff", "webp")
 DPI = 120
 PANEL_INCHES = 7
 MAX_PANELS = 2**16 // (PANEL_INCHES * DPI)  # Agg draws at most 2**16 pixels across
 POINT_BYTES = 256  # per point of a curve drawn: grid, mean, band, matplotlib's paths (measured ~190)
-
-
-def figure_path(name: str, path: str | Path) -> Path:
-    """The file a figure saved to `path` is really written to, checked before the work: a name without a
-    suffix gets .png (as matplotlib would add it), the suffix must be one of FIGURE_FORMATS, and the
-    folder must take the file (check_output_path). One-line ValueError otherwise."""
-    path = Path(path)
-    try:
-        if not path.suffix and path.name.strip(".") and not path.is_dir():
-            path = path.with_name(path.name.rstrip(".") + ".png")
-        if path.suffix[1:].lower() not in FIGURE_FORMATS and not path.is_dir():
-            raise ValueError(f"{name} {path}: {path.suffix or 'no suffix'} is not a figure format; "
-                             f"allowed: {', '.join('.' + f for f in FIGURE_FORMATS)}")
-        return check_output_path(name, path)
-    except OSError as exc:  # a name too long for the file system, …
-        raise ValueError(f"{name} {path}: {exc.strerror or exc}") from None
-
-
-def check_run_dir(name: str, run_dir: str | Path) -> Path:
-    """A run directory root/<run> that TensorBoard will create, checked before the work: its nearest
-    existing folder must take new entries, and every folder still to be made must have a name the file
-    system allows. `name` is the flag that chose root (--logdir). One-line ValueError; nothing is created."""
-    run_dir = Path(run_dir)
-    root, existing = f"{name} {run_dir.parent}", run_dir
-    try:
-        existing = next(folder for folder in (run_dir, *run_dir.parents) if folder.exists())
-        if not existing.is_dir():
-            raise ValueError(f"{root}: {existing} is a file, not a folder")
-        limit = os.pathconf(existing, "PC_NAME_MAX")
-        for part in run_dir.relative_to(existing).parts:
-            if len(os.fsencode(part)) > limit:
-                raise ValueError(f"{root}: the folder name {part[:40]!r}… is {len(os.fsencode(part))} bytes long; "
-                                 f"{existing} allows {limit}")
-        tempfile.TemporaryFile(dir=existing).close()
-    except OSError as exc:
-        raise ValueError(f"{root}: cannot create folders in {existing} ({exc.strerror or exc})") from None
-    return run_dir
 
 
 def shown(text: str) -> str:

@@ -25,8 +25,7 @@ from approximators.linear import check_positive, check_seed, check_unit_interval
 from approximators.traces import METHODS, EpisodeBatch, check_offline, check_trace, td_lambda, td_lambda_bytes
 from envs import make_mdp
 from dqn.logging import make_run_dir
-from scripts._cli import ArgumentParser, finite_float, run, set_threads
-from scripts.plot_runs import check_run_dir, figure_path
+from scripts._cli import ArgumentParser, check_run_dir, figure_path, finite_float, run, set_threads
 
 LAMS = (0.0, 0.4, 0.8, 0.9, 0.95, 0.975, 0.99, 1.0)
 ALPHAS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
