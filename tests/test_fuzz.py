@@ -24,7 +24,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from dqn.agent import DQN  # noqa: E402
+from dqn.agent import DQN, DivergenceError  # noqa: E402
 from dqn.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from dqn.config import DQNConfig  # noqa: E402
 from forgery import Payload, forged  # noqa: E402
@@ -146,10 +146,13 @@ def test_corrupted_fields_load_or_refuse_cleanly(checkpoints, tmp_path_factory, 
     except CheckpointError as error:
         assert_clean(error, path)
     else:  # what loads must also train: no index or shape error waits inside the replay or the network
-        event("loaded and trained")
-        try:
+        try:  # finite but absurd values (an Adam moment of 1e16) may load and then diverge: the guard's one line
             agent.learn(agent.global_step + 40)
             assert torch.isfinite(agent.w).all()
+            event("loaded and trained")
+        except DivergenceError as error:
+            assert "\n" not in str(error) and str(path) in str(error)  # names the loaded file as the last good one
+            event("loaded, then stopped by the divergence guard")
         finally:
             agent.close()
     assert set(sys.modules) - modules == set()  # nothing imported on the file's say-so
