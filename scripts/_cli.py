@@ -36,6 +36,9 @@ def run(main: Callable[[], int | None]) -> None:
     except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except MemoryError:  # an allocation no estimate foresaw (the checks before the work name theirs)
+        print("error: out of memory; lower the sizes asked for (buffer, network, runs, states)", file=sys.stderr)
+        sys.exit(2)
     except OSError as exc:
         if exc.errno not in DISK_ERRORS:
             raise

@@ -437,3 +437,18 @@ def test_a_disk_turning_read_only_mid_run_is_one_line_and_exit_3(tmp_path):
         assert load_checkpoint(latest)["meta"]["counters"]["global_step"] >= 500
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_an_allocation_no_estimate_foresaw_is_one_line(capsys, monkeypatch):
+    """E.g. random-walk-100000 builds a dense 100,002² transition table (about 160 GB): the MemoryError
+    becomes one line and exit 2. (Raised here by a stand-in: a real one depends on the machine's overcommit.)"""
+    from scripts import _cli, td_lambda
+
+    def out_of_memory(name):
+        raise MemoryError()
+
+    monkeypatch.setattr(td_lambda, "make_mdp", out_of_memory)
+    with pytest.raises(SystemExit) as exit_:
+        _cli.run(lambda: td_lambda.main(["--env", "random-walk-100000", "--episodes", "1", "--runs", "1"]))
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err == "error: out of memory; lower the sizes asked for (buffer, network, runs, states)\n"
