@@ -16,7 +16,6 @@ loss "mse" (½ δ²) and optimizer "sgd", one update is Q(S, A) ← Q(S, A) + α
 from __future__ import annotations
 
 import copy
-import json
 import math
 import random
 import signal
@@ -507,9 +506,8 @@ class DQN:
         Everything in the file is checked first (dqn.checkpoint's schema); any failure is a one-line
         CheckpointError naming the path and the field. What the file cannot decide: the run directory
         (`run_dir`, default beside the checkpoint: the folder above its checkpoints/ folder; none with
-        logdir=""), the
-        execution settings (threads, device, compile, vectorization: `overrides` or the defaults), and an
-        env id with a module part ("module:Env"), refused unless `env` names the env itself.
+        logdir=""), the execution settings (threads, device, compile, vectorization: `overrides` or the
+        defaults), and an env id with a module part ("module:Env"), refused unless `env` names the env.
         `overrides` change config fields (e.g. total_timesteps); the structural ones (env_id, q_network,
         hidden, activation, dueling) must agree with the checkpoint. The run's envs start new episodes.
         `max_bytes` caps the file's size (default: what the checkpoint's own config implies).
@@ -544,9 +542,7 @@ class DQN:
                 raise CheckpointError(f"checkpoint {path} has {name}={getattr(saved, name)!r}, "
                                       f"not {getattr(config, name)!r}; start a new run instead")
         try:
-            with torch.device("meta"):  # the expected state dicts and parameter shapes, without allocating a network
-                network = q_network(config.q_network, meta.obs_shape, meta.n_actions, config.hidden,
-                                    config.activation, config.dueling)
+            network = meta_network(config, meta.obs_shape, meta.n_actions)  # the expected state dicts and shapes
         except ValueError as exc:
             raise CheckpointError(f"{path}: {exc}") from None
         expected = network.state_dict()
@@ -625,11 +621,15 @@ def default_run_dir(checkpoint: Path) -> Path:
     return folder.parent if folder.name == "checkpoints" else folder
 
 
-def parameter_count(config: DQNConfig, obs_shape: tuple[int, ...], n_actions: int) -> int:
-    """|w| of the config's Q-network, counted on torch's meta device (nothing is allocated)."""
+def meta_network(config: DQNConfig, obs_shape: tuple[int, ...], n_actions: int) -> torch.nn.Module:
+    """The config's Q-network on torch's meta device: its shapes and dtypes, with nothing allocated."""
     with torch.device("meta"):
-        network = q_network(config.q_network, obs_shape, n_actions, config.hidden, config.activation, config.dueling)
-    return sum(parameter.numel() for parameter in network.parameters())
+        return q_network(config.q_network, obs_shape, n_actions, config.hidden, config.activation, config.dueling)
+
+
+def parameter_count(config: DQNConfig, obs_shape: tuple[int, ...], n_actions: int) -> int:
+    """|w| of the config's Q-network (counted on the meta device)."""
+    return sum(parameter.numel() for parameter in meta_network(config, obs_shape, n_actions).parameters())
 
 
 def checkpoint_size_limit(meta: CheckpointMeta) -> int:
@@ -658,6 +658,3 @@ def _with(config: DQNConfig, **changes: Any) -> DQNConfig:
 def _jsonable(value: Any) -> Any:
     return [_jsonable(v) for v in value] if isinstance(value, (tuple, list)) else value
 
-
-def _tuples(value: Any) -> Any:
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
