@@ -32,13 +32,13 @@ import torch
 from approximators.backprop import backprop, flatten_parameters
 from approximators.limits import check_memory, check_threads, cpu_count, format_bytes
 from approximators.networks import q_network
-from dqn.checkpoint import (CheckpointError, CheckpointMeta, check_optimizer_state, check_tensors, check_torch_rng,
-                            load_checkpoint, parse_meta, save_checkpoint)
+from dqn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from dqn.config import DQNConfig, replace
 from dqn.env_factory import check_vector_env, make_vector_env
 from dqn.logging import RunLogger, discounted_returns, make_run_dir
 from dqn.replay import Batch, PrioritizedReplayBuffer, ReplayBuffer
 from dqn.schedules import LinearSchedule
+from dqn.schema import CheckpointMeta, check_optimizer_state, check_tensors, check_torch_rng, parse_meta
 
 # Fields that fix the network's shape or the task: a checkpoint only loads where they agree.
 STRUCTURAL_FIELDS = ("env_id", "q_network", "hidden", "activation", "dueling")
@@ -503,7 +503,7 @@ class DQN:
              run_dir: str | Path | None = None, max_bytes: int | None = None, **overrides: Any) -> DQN:
         """An agent restored from a checkpoint: weights, optimizer, counters, RNG states (and replay if saved).
 
-        Everything in the file is checked first (dqn.checkpoint's schema); any failure is a one-line
+        Everything in the file is checked first (dqn.schema); any failure is a one-line
         CheckpointError naming the path and the field. What the file cannot decide: the run directory
         (`run_dir`, default beside the checkpoint: the folder above its checkpoints/ folder; none with
         logdir=""), the execution settings (threads, device, compile, vectorization: `overrides` or the

@@ -15,9 +15,9 @@ from gymnasium.vector import AutoresetMode
 
 import envs  # noqa: F401  (registers qapprox/Quiz9-v0)
 from dqn.agent import DQN
-from dqn.checkpoint import EXECUTION_FIELDS
 from dqn.config import DQNConfig, preset
 from dqn.replay import Batch
+from dqn.schema import EXECUTION_FIELDS
 from envs.wrappers import OneHotObservation
 
 # A config that never logs or writes files, trains from the first step and evaluates never.
