@@ -59,9 +59,18 @@ def check_threads(name: str, threads: int) -> int:
     return threads
 
 
+def as_float(n: float) -> float:
+    """A count (or a product of counts) as a float for a memory estimate: inf where it is beyond floats
+    (10**400 runs from a command line), so that the estimate is refused instead of raising OverflowError."""
+    try:
+        return float(n)
+    except OverflowError:
+        return math.inf
+
+
 def check_memory(what: str, nbytes: float) -> None:
     """Refuse (one-line ValueError) an allocation of `nbytes` that this machine cannot hold."""
-    available = available_memory()
+    nbytes, available = as_float(nbytes), available_memory()
     if not math.isfinite(nbytes) or nbytes > available:
         raise ValueError(f"{what} needs {format_bytes(nbytes)} of memory; {format_bytes(available)} is available")
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from approximators.limits import as_float
 from approximators.linear import check_positive, check_seed, check_unit_interval
 
 
@@ -116,15 +117,6 @@ def regression_bytes(mdp, pi: np.ndarray, episodes: int, d: int, max_steps: int 
     mean, _ = episode_lengths(mdp, pi, episodes, max_steps)
     sampling, kept = episodes_bytes(mdp, pi, episodes, max_steps)
     return max(sampling, kept + as_float(episodes) * mean * (24 * d + 100))
-
-
-def as_float(n: float) -> float:
-    """A count (or a product of counts) as a float for a memory estimate: inf where it is beyond floats
-    (10**400 runs from a command line), so that the estimate is refused instead of raising OverflowError."""
-    try:
-        return float(n)
-    except OverflowError:
-        return math.inf
 
 
 REGRESSION_METHODS = ("lstsq", "sgd", "minibatch")
