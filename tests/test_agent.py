@@ -264,6 +264,22 @@ def test_same_seed_same_returns_on_cpu():
     np.testing.assert_array_equal(weights_a, weights_b)
 
 
+# Recorded before the package was split into algorithm and loop (issue 12): a refactor that changes what a
+# seed learns shows here. One intra-op thread on the CPU; the last 20 training episodes and 5 greedy ones.
+PINNED_TRAINING_RETURNS = [39.0, 23.0, 58.0, 21.0, 17.0, 17.0, 73.0, 23.0, 85.0, 12.0, 76.0, 15.0, 78.0, 86.0,
+                           18.0, 49.0, 121.0, 137.0, 148.0, 140.0]
+PINNED_GREEDY_RETURNS = [247.0, 269.0, 313.0, 231.0, 261.0]
+
+
+def test_default_preset_learns_the_pinned_curve():
+    agent = DQN(DQNConfig(logdir="", eval_interval=0, threads=1, device="cpu", total_timesteps=3_000)).learn()
+    assert (agent.global_step, agent.updates) == (3_000, 1_000)
+    assert list(agent._recent_returns) == PINNED_TRAINING_RETURNS
+    assert agent.evaluate(5).tolist() == PINNED_GREEDY_RETURNS
+    w = torch.cat([p.detach().flatten() for p in agent.q.parameters()]).double()
+    assert float(w.sum()) == pytest.approx(-361.9679826701413, rel=1e-6)
+
+
 def test_save_load_same_greedy_actions_and_counters(tmp_path):
     agent = DQN(DQNConfig(**{**QUIET, "learning_starts": 100, "hidden": (32, 32)})).learn(400)
     path = agent.save(tmp_path / "agent.ckpt")
