@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.finite import FiniteMDP
+from qapprox.envs.finite import FiniteMDP
 
 
 def one_hot(index: int | np.ndarray, n: int) -> np.ndarray:

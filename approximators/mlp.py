@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from approximators import losses
+from qapprox.approximators import losses
 
 LEAKY_SLOPE = 0.01  # σ(z) = 0.01 z for z < 0: torch.nn.LeakyReLU's default (Keras' LeakyReLU uses 0.3)
 ELU_ALPHA = 1.0  # σ(z) = α(eᶻ − 1) for z < 0, the lecture's ELU with α = 1 (torch's and Keras' default)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from approximators.limits import as_float
-from approximators.linear import check_positive, check_seed, check_unit_interval
+from qapprox.approximators.limits import as_float
+from qapprox.approximators.linear import check_positive, check_seed, check_unit_interval
 
 
 def returns(rewards: np.ndarray, gamma: float, lengths: np.ndarray | None = None) -> np.ndarray:

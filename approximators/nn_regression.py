@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from approximators.limits import check_memory
-from approximators.linear import check_seed
-from approximators.networks import Dense, build, check_activation
+from qapprox.approximators.limits import check_memory
+from qapprox.approximators.linear import check_seed
+from qapprox.approximators.networks import Dense, build, check_activation
 
 OPTIMIZERS = ("sgd", "adam")
 MAX_ALPHA = float(np.finfo(np.float32).max) / 10  # Adam's first step is α / (1 − β₁) = 10α, a float32 in torch

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from approximators import losses
-from approximators.linear import check_seed
+from qapprox.approximators import losses
+from qapprox.approximators.linear import check_seed
 
 Objective = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, np.ndarray]]
 """(w, x, y) → (J, ∇J) on the rows of x, y given, e.g. partial(MLP(...).cost_and_gradient, loss=...)."""

@@ -34,11 +34,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from approximators.features import check_features
-from approximators.limits import as_float
-from approximators.linear import check_positive, check_unit_interval, q_hat, v_hat
-from approximators.monte_carlo import MAX_STEPS, episode_lengths, episodes_bytes
-from envs.finite import FiniteMDP
+from qapprox.approximators.features import check_features
+from qapprox.approximators.limits import as_float
+from qapprox.approximators.linear import check_positive, check_unit_interval, q_hat, v_hat
+from qapprox.approximators.monte_carlo import MAX_STEPS, episode_lengths, episodes_bytes
+from qapprox.envs.finite import FiniteMDP
 
 TRACES = ("accumulating", "replacing", "dutch", "true-online")
 METHODS = (*TRACES, "offline-lambda-return")

@@ -1,11 +1,11 @@
 """Deep Q-networks built on approximators/ and envs/.
 
-    from dqn import DQN, DQNConfig
+    from qapprox.dqn import DQN, DQNConfig
     agent = DQN(DQNConfig(env_id="CartPole-v1")).learn()
 """
 
-from dqn.agent import DQN, DivergenceError
-from dqn.checkpoint import CheckpointError
-from dqn.config import PRESETS, DQNConfig, from_toml, preset
+from qapprox.dqn.agent import DQN, DivergenceError
+from qapprox.dqn.checkpoint import CheckpointError
+from qapprox.dqn.config import PRESETS, DQNConfig, from_toml, preset
 
 __all__ = ["DQN", "DQNConfig", "DivergenceError", "CheckpointError", "PRESETS", "preset", "from_toml"]

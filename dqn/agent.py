@@ -29,16 +29,17 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from approximators.backprop import backprop, flatten_parameters
-from approximators.limits import check_memory, check_threads, cpu_count, format_bytes
-from approximators.networks import q_network
-from dqn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from dqn.config import DQNConfig, replace
-from dqn.env_factory import check_vector_env, make_vector_env
-from dqn.logging import RunLogger, discounted_returns, make_run_dir
-from dqn.replay import Batch, PrioritizedReplayBuffer, ReplayBuffer
-from dqn.schedules import LinearSchedule
-from dqn.schema import CheckpointMeta, check_optimizer_state, check_tensors, check_torch_rng, parse_meta
+from qapprox.approximators.backprop import backprop, flatten_parameters
+from qapprox.approximators.limits import check_memory, check_threads, cpu_count, format_bytes
+from qapprox.approximators.networks import q_network
+from qapprox.dqn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from qapprox.dqn.config import DQNConfig, replace
+from qapprox.dqn.env_factory import check_vector_env, make_vector_env
+from qapprox.dqn.evaluation import EVAL_SEED_OFFSET, greedy_returns, reward_threshold, solved
+from qapprox.dqn.logging import RunLogger, discounted_returns, make_run_dir
+from qapprox.dqn.replay import Batch, PrioritizedReplayBuffer, ReplayBuffer
+from qapprox.dqn.schedules import LinearSchedule
+from qapprox.dqn.schema import CheckpointMeta, check_optimizer_state, check_tensors, check_torch_rng, parse_meta
 
 # Fields that fix the network's shape or the task: a checkpoint only loads where they agree.
 STRUCTURAL_FIELDS = ("env_id", "q_network", "hidden", "activation", "dueling")
@@ -407,26 +408,14 @@ class DQN:
             if self._eval_envs is None or self._eval_envs.num_envs != episodes:
                 self._eval_envs = make_vector_env(self.config.env_id, episodes)
             envs = self._eval_envs
-        n = envs.num_envs
-        quota = np.array([episodes // n + (i < episodes % n) for i in range(n)])
-        obs, _ = envs.reset(seed=self.config.seed + 1_000_000 if seed is None else seed)
-        running, returns = np.zeros(n), [[] for _ in range(n)]
-        while any(len(returns[i]) < quota[i] for i in range(n)):
-            obs, rewards, terminated, truncated, _ = envs.step(self.predict(obs))
-            running += rewards
-            for i in np.flatnonzero(terminated | truncated):
-                if len(returns[i]) < quota[i]:
-                    returns[i].append(running[i])
-                running[i] = 0.0
-        return np.array([r for per_env in returns for r in per_env])
+        return greedy_returns(self.predict, envs, episodes, self.config.seed + EVAL_SEED_OFFSET if seed is None else seed)
 
     def _evaluate_and_log(self) -> None:
         returns = self.evaluate()
         mean = float(returns.mean())
         if self.logger is not None:
             self.logger.scalars({"eval/mean_return": mean, "eval/std_return": float(returns.std())}, self.global_step)
-        threshold = self.reward_threshold
-        if self.solved_step is None and threshold is not None and mean >= threshold:
+        if self.solved_step is None and solved(returns, self.reward_threshold):
             self.solved_step = self.global_step
         if mean > self.best_eval_return:
             self.best_eval_return = mean
@@ -440,8 +429,7 @@ class DQN:
 
     @property
     def reward_threshold(self) -> float | None:
-        spec = gym.spec(self.config.env_id) if self.config.env_id in gym.registry else None
-        return None if spec is None else spec.reward_threshold
+        return reward_threshold(self.config.env_id)
 
     def final_metrics(self) -> dict[str, float]:
         return {

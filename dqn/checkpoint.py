@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from approximators.limits import check_memory, format_bytes
+from qapprox.approximators.limits import check_memory, format_bytes
 
 MAGIC = b"QAPPROX-CKPT-2\n"
 MAGIC_V1 = b"QAPPROX-CKPT-1\n"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from dqn.logging import check_name
+from qapprox.dqn.logging import check_name
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -19,8 +19,8 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
-import envs as qapprox_envs  # noqa: F401  (registers qapprox/RandomWalk-v0, qapprox/Quiz9-v0, …)
-from envs.wrappers import OneHotObservation
+import qapprox.envs as qapprox_envs  # noqa: F401  (registers qapprox/RandomWalk-v0, qapprox/Quiz9-v0, …)
+from qapprox.envs.wrappers import OneHotObservation
 
 VECTOR_CLASSES = {"sync": gym.vector.SyncVectorEnv, "async": gym.vector.AsyncVectorEnv}
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from approximators.limits import check_memory
+from qapprox.approximators.limits import check_memory
 
 
 @dataclass

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from dqn.checkpoint import CheckpointError
-from dqn.config import DQNConfig
+from qapprox.dqn.checkpoint import CheckpointError
+from qapprox.dqn.config import DQNConfig
 
 MAX_COUNT = 2**53  # counters stay exact in float64 (TensorBoard) and far below int64
 EXECUTION_FIELDS = ("threads", "device", "compile", "vectorization")  # the caller's, or DQNConfig's defaults

@@ -13,10 +13,10 @@ import re
 
 import gymnasium as gym
 
-from envs.finite import FiniteMDP, FiniteMDPEnv
-from envs.quiz import quiz9_mdp
-from envs.random_walk import random_walk, random_walk_1000
-from envs.wrappers import OneHotObservation
+from qapprox.envs.finite import FiniteMDP, FiniteMDPEnv
+from qapprox.envs.quiz import quiz9_mdp
+from qapprox.envs.random_walk import random_walk, random_walk_1000
+from qapprox.envs.wrappers import OneHotObservation
 
 __all__ = ["FiniteMDP", "FiniteMDPEnv", "OneHotObservation", "make_mdp", "quiz9_mdp", "random_walk", "random_walk_1000", "MDP_NAMES"]
 

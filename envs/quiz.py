@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.finite import FiniteMDP
+from qapprox.envs.finite import FiniteMDP
 
 A, B, C, T = 0, 1, 2, 3
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.finite import FiniteMDP
+from qapprox.envs.finite import FiniteMDP
 
 
 def random_walk(n_states: int = 19, max_jump: int = 1) -> FiniteMDP:

@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from approximators.limits import check_finite, check_threads
+from qapprox.approximators.limits import check_finite, check_threads
 
 # Exit status when the disk is full or read-only: the run stops, the last good checkpoint stays.
 EXIT_DISK = 3

@@ -17,10 +17,10 @@ from functools import partial
 
 import numpy as np
 
-from approximators import losses
-from approximators.mlp import HIDDEN_ACTIVATIONS, MLP
-from approximators.optim import GDConfig, gradient_descent
-from scripts._cli import ArgumentParser, finite_float, run
+from qapprox.approximators import losses
+from qapprox.approximators.mlp import HIDDEN_ACTIVATIONS, MLP
+from qapprox.approximators.optim import GDConfig, gradient_descent
+from qapprox.scripts._cli import ArgumentParser, finite_float, run
 
 WEIGHT_NAMES = ("w_01^(1)", "w_11^(1)", "w_21^(1)", "w_02^(1)", "w_12^(1)", "w_22^(1)", "w_0^(2)", "w_1^(2)", "w_2^(2)")
 # Both hidden units and the output active (z > 0) at the default x = (1, 2): see tests/test_backprop_example.py

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from approximators.features import state_features
-from approximators.linear import rms_error
-from approximators.monte_carlo import LinearRegression, regression_data
-from approximators.traces import EpisodeBatch, td_lambda
-from envs import make_mdp
-from scripts._cli import ArgumentParser, run
-from scripts.td_lambda import ALPHAS, LAMS
+from qapprox.approximators.features import state_features
+from qapprox.approximators.linear import rms_error
+from qapprox.approximators.monte_carlo import LinearRegression, regression_data
+from qapprox.approximators.traces import EpisodeBatch, td_lambda
+from qapprox.envs import make_mdp
+from qapprox.scripts._cli import ArgumentParser, run
+from qapprox.scripts.td_lambda import ALPHAS, LAMS
 
 
 def td_lambda_loop(batch: EpisodeBatch, X: np.ndarray, alphas: np.ndarray, lams: np.ndarray, runs: int) -> np.ndarray:

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from scripts._cli import ArgumentParser, run, set_threads
+from qapprox.scripts._cli import ArgumentParser, run, set_threads
 
 MIB = 2**20
 
@@ -52,8 +52,8 @@ def worker(capacity: int, steps: int, sample_every: int, fill: bool, threads: in
     """One case, in this process: train `steps` steps sampling RSS, then optionally fill the buffer."""
     import numpy as np
 
-    from dqn.agent import DQN
-    from dqn.config import DQNConfig
+    from qapprox.dqn.agent import DQN
+    from qapprox.dqn.config import DQNConfig
 
     rss_start, _ = rss_bytes()
     agent = DQN(DQNConfig(buffer_size=capacity, total_timesteps=steps, logdir="", eval_interval=0, threads=threads))
@@ -81,7 +81,7 @@ def worker(capacity: int, steps: int, sample_every: int, fill: bool, threads: in
 
 
 def run_case(capacity: int, steps: int, sample_every: int, fill: bool, threads: int) -> dict:
-    argv = [sys.executable, "-m", "scripts.bench_memory", "--worker", str(capacity), str(steps), str(sample_every),
+    argv = [sys.executable, "-m", "qapprox.scripts.bench_memory", "--worker", str(capacity), str(steps), str(sample_every),
             str(int(fill)), "--threads", str(threads)]
     result = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     if result.returncode != 0:

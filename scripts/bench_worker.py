@@ -23,9 +23,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from dqn.config import DQNConfig, preset, replace
-from dqn.replay import Batch
-from scripts._cli import ArgumentParser, run, set_threads
+from qapprox.dqn.config import DQNConfig, preset, replace
+from qapprox.dqn.replay import Batch
+from qapprox.scripts._cli import ArgumentParser, run, set_threads
 
 EVAL_SEED = 1_000_000  # greedy evaluation envs are seeded EVAL_SEED + i on every side
 
@@ -83,8 +83,8 @@ def greedy_returns(policy: Callable[[np.ndarray], np.ndarray], env_id: str, epis
 
 def train_qapprox(config: DQNConfig, clock: EpisodeClock) -> tuple[float, Callable]:
     """qapprox's DQN without TensorBoard, checkpoints or evaluation during training; (seconds, policy)."""
-    from dqn.agent import DQN
-    from dqn.env_factory import make_vector_env
+    from qapprox.dqn.agent import DQN
+    from qapprox.dqn.env_factory import make_vector_env
 
     envs = RecordEpisodes(make_vector_env(config.env_id, config.n_envs, config.vectorization), clock)
     agent = DQN(config, envs)
@@ -184,7 +184,7 @@ def floor(config: DQNConfig, iterations: int) -> dict[str, float]:
     floor seconds per env step = env + act + (updates in the run / total steps) · update, where the run
     updates gradient_steps times at each multiple of train_freq after learning_starts (n_envs = 1).
     """
-    from approximators.networks import q_network
+    from qapprox.approximators.networks import q_network
 
     env = gym.make(config.env_id)
     obs_shape, n_actions = env.observation_space.shape, int(env.action_space.n)
@@ -248,7 +248,7 @@ def floor(config: DQNConfig, iterations: int) -> dict[str, float]:
 def qapprox_update_seconds(config: DQNConfig, batch: Batch, iterations: int) -> float:
     """qapprox's DQN.update on one fixed minibatch (the autograd floor's), bare: what the loop costs
     beyond is its overhead."""
-    from dqn.agent import DQN
+    from qapprox.dqn.agent import DQN
 
     agent = DQN(replace(config, {"buffer_size": config.batch_size, "total_timesteps": 0}))
     seconds = per_call(lambda: agent.update(batch), iterations)

@@ -31,8 +31,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from scripts import bench_cleanrl, bench_report
-from scripts._cli import ArgumentParser, run
+from qapprox.scripts import bench_cleanrl, bench_report
+from qapprox.scripts._cli import ArgumentParser, run
 
 REPO = Path(__file__).resolve().parents[1]
 SUITES = ("floor", "sb3", "default", "cleanrl")
@@ -56,7 +56,7 @@ def worker(kind: str, preset: str, seed: int, threads: str, args: argparse.Names
     """One scripts.bench_worker run in a fresh interpreter; its JSON result."""
     env = {**os.environ}
     env.pop("OMP_NUM_THREADS", None)
-    command = [sys.executable, "-m", "scripts.bench_worker", kind, "--preset", preset, "--seed", str(seed),
+    command = [sys.executable, "-m", "qapprox.scripts.bench_worker", kind, "--preset", preset, "--seed", str(seed),
                "--eval-episodes", str(args.eval_episodes), "--floor-iterations", str(args.floor_iterations)]
     if threads != "default":
         env["OMP_NUM_THREADS"] = threads

@@ -8,8 +8,8 @@ and an env that renders rgb_array); episodes then run one after another in a sin
 from __future__ import annotations
 
 
-from dqn.config import INT_RANGES
-from scripts._cli import ArgumentParser, run, set_threads
+from qapprox.dqn.config import INT_RANGES
+from qapprox.scripts._cli import ArgumentParser, run, set_threads
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_checkpoint_bytes is not None and args.max_checkpoint_bytes < 1:
         raise ValueError(f"--max-checkpoint-bytes={args.max_checkpoint_bytes} must be ≥ 1")
     print(f"torch intra-op threads: {set_threads(args.threads)}")
-    from dqn.agent import DQN
+    from qapprox.dqn.agent import DQN
 
     agent = DQN.load(args.path, device=args.device, threads=args.threads, max_bytes=args.max_checkpoint_bytes, logdir="")
     envs = None
@@ -57,7 +57,7 @@ def _video_envs(env_id: str, directory: str):
     import gymnasium as gym
     from gymnasium.vector import AutoresetMode
 
-    from dqn.env_factory import make_env
+    from qapprox.dqn.env_factory import make_env
 
     try:
         import moviepy  # noqa: F401

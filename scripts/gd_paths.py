@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from approximators.limits import check_memory
-from approximators.linear import check_seed
-from approximators.optim import GDConfig, Path as GDPath, gradient_descent, linear_squared_error
-from dqn.logging import make_run_dir
-from scripts._cli import ArgumentParser, check_run_dir, figure_path, finite_float, run, set_threads
+from qapprox.approximators.limits import check_memory
+from qapprox.approximators.linear import check_seed
+from qapprox.approximators.optim import GDConfig, Path as GDPath, gradient_descent, linear_squared_error
+from qapprox.dqn.logging import make_run_dir
+from qapprox.scripts._cli import ArgumentParser, check_run_dir, figure_path, finite_float, run, set_threads
 
 W_TRUE = (1.0, 2.0)
 W_START = (-1.5, 3.5)

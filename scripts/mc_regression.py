@@ -17,12 +17,12 @@ import json
 
 import numpy as np
 
-from approximators.features import block_state_action_features, state_action_features, state_features
-from approximators.limits import check_memory
-from approximators.monte_carlo import LinearRegression, regression_bytes, regression_data
-from envs import FiniteMDP, make_mdp
-from dqn.logging import make_run_dir
-from scripts._cli import ArgumentParser, check_run_dir, finite_float, run, set_threads
+from qapprox.approximators.features import block_state_action_features, state_action_features, state_features
+from qapprox.approximators.limits import check_memory
+from qapprox.approximators.monte_carlo import LinearRegression, regression_bytes, regression_data
+from qapprox.envs import FiniteMDP, make_mdp
+from qapprox.dqn.logging import make_run_dir
+from qapprox.scripts._cli import ArgumentParser, check_run_dir, finite_float, run, set_threads
 
 POLICIES = ("uniform", "epsilon-optimal")
 Q_FEATURES = ("one-hot", "block")

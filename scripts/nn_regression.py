@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 
-from approximators.features import state_action_features, state_features
-from approximators.limits import check_memory
-from approximators.monte_carlo import episode_lengths, regression_bytes, regression_data
-from approximators.networks import ACTIVATIONS, summary
-from approximators.nn_regression import OPTIMIZERS, NeuralRegression
-from envs import MDP_NAMES, make_mdp
-from dqn.logging import make_run_dir
-from scripts._cli import ArgumentParser, check_run_dir, finite_float, run, set_threads
+from qapprox.approximators.features import state_action_features, state_features
+from qapprox.approximators.limits import check_memory
+from qapprox.approximators.monte_carlo import episode_lengths, regression_bytes, regression_data
+from qapprox.approximators.networks import ACTIVATIONS, summary
+from qapprox.approximators.nn_regression import OPTIMIZERS, NeuralRegression
+from qapprox.envs import MDP_NAMES, make_mdp
+from qapprox.dqn.logging import make_run_dir
+from qapprox.scripts._cli import ArgumentParser, check_run_dir, finite_float, run, set_threads
 
 DEFAULTS = NeuralRegression()
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from approximators.limits import check_memory
-from scripts._cli import FIGURE_FORMATS, ArgumentParser, figure_path, run
+from qapprox.approximators.limits import check_memory
+from qapprox.scripts._cli import FIGURE_FORMATS, ArgumentParser, figure_path, run
 
 DPI = 120
 PANEL_INCHES = 7
@@ -34,7 +34,7 @@ def shown(text: str) -> str:
 
 def read_scalars(run_dir: str | Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
     """(steps, values) of one tag in a run directory, read with TensorBoard's EventAccumulator."""
-    from scripts.sweep_lib import accumulate
+    from qapprox.scripts.sweep_lib import accumulate
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

@@ -14,13 +14,13 @@ import json
 
 import numpy as np
 
-from approximators.features import state_action_features, state_features
-from approximators.limits import check_memory
-from approximators.linear import check_seed
-from approximators.monte_carlo import LinearRegression, regression_bytes, regression_data
-from approximators.traces import EpisodeBatch, TDLambda
-from envs import quiz9_mdp
-from scripts._cli import ArgumentParser, run, set_threads
+from qapprox.approximators.features import state_action_features, state_features
+from qapprox.approximators.limits import check_memory
+from qapprox.approximators.linear import check_seed
+from qapprox.approximators.monte_carlo import LinearRegression, regression_bytes, regression_data
+from qapprox.approximators.traces import EpisodeBatch, TDLambda
+from qapprox.envs import quiz9_mdp
+from qapprox.scripts._cli import ArgumentParser, run, set_threads
 
 QUESTIONS = {
     "Q1": "Deep Q-Network refers to Reinforcement Learning with approximation of (A) state-value function "
@@ -39,14 +39,14 @@ QUESTIONS = {
 def question1(seed: int = 0) -> dict:
     """B: the DQN's Q-network maps x(s) through hidden layers to one q̂(s, a, w) per action."""
     try:
-        from approximators.networks import mlp_q_network
+        from qapprox.approximators.networks import mlp_q_network
     except ImportError as exc:
         return {"question": QUESTIONS["Q1"], "answer": "B", "available": False,
                 "evidence": [f"approximators.networks is not available yet ({exc}); see the DQN issue"]}
     import gymnasium as gym
     import torch
 
-    from envs import OneHotObservation
+    from qapprox.envs import OneHotObservation
 
     env = OneHotObservation(gym.make("qapprox/Quiz9-v0"))
     obs, _ = env.reset(seed=seed)                                        # x(S_0), one-hot over S⁺

@@ -20,9 +20,9 @@ import json
 import os
 from pathlib import Path
 
-from approximators.limits import check_threads, cpu_count
-from scripts import sweep_lib
-from scripts._cli import DISK_ERRORS, ArgumentParser, check_output_path, finite_float, run
+from qapprox.approximators.limits import check_threads, cpu_count
+from qapprox.scripts import sweep_lib
+from qapprox.scripts._cli import DISK_ERRORS, ArgumentParser, check_output_path, finite_float, run
 
 MAX_RETRIES = 100  # retries of one trial whose worker died
 

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from approximators.limits import cpu_count
+from qapprox.approximators.limits import cpu_count
 
 RAY_MISSING = "the sweep needs Ray: pip install 'qapprox[distributed]'"
 KILL_TRIAL_VARIABLE = "QAPPROX_SWEEP_KILL_TRIAL"
@@ -104,7 +104,7 @@ def check_trial_count(configurations: int, seeds: int | None = None, limit: int 
 
 def config_fields() -> dict[str, type]:
     """DQNConfig's field names and their types: the keys a sweep may set."""
-    from dqn.config import DQNConfig
+    from qapprox.dqn.config import DQNConfig
 
     hints = typing.get_type_hints(DQNConfig)
     return {f.name: hints.get(f.name, str) for f in dataclasses.fields(DQNConfig)}
@@ -215,7 +215,7 @@ def configurations(
 def check_env(env: str) -> None:
     """The env id as the training script will build it (dqn.env_factory.make_env: a registered id, a
     Discrete action space, a Box or Discrete observation space), or a one-line ValueError — before Ray."""
-    from dqn.env_factory import make_env
+    from qapprox.dqn.env_factory import make_env
 
     make_env(env).close()
 
@@ -225,7 +225,7 @@ def check_configs(env: str, configs: list[dict[str, str]], fixed: dict[str, str]
     """Build every configuration's DQNConfig as the training script will (env preset, then flags) and
     validate it, so that a bad value is one line now rather than a failed trial later. The seeds'
     range is DQNConfig's too: the smallest and the largest are validated."""
-    from dqn.config import PRESETS, DQNConfig, replace
+    from qapprox.dqn.config import PRESETS, DQNConfig, replace
 
     base = replace(DQNConfig(), PRESETS.get(env, {}), f"preset {env}")
     steps = {} if total_timesteps is None else {"total_timesteps": total_timesteps}
@@ -297,7 +297,7 @@ def make_trials(sweep_dir: str | Path, env: str, seeds: list[int], configs: list
 def check_name(field: str, name: str) -> str:
     """dqn.logging.check_name (one plain path component), imported when needed: importing dqn imports
     torch, which the local cluster's keeper and head processes (this module as a script) do without."""
-    from dqn.logging import check_name as check
+    from qapprox.dqn.logging import check_name as check
 
     return check(field, name)
 
@@ -309,7 +309,7 @@ def flag(key: str) -> str:
 
 def train_command(trial: Trial, resume: Path | None) -> list[str]:
     """The training script's command line for this trial (and its checkpoint, when resuming)."""
-    command = [sys.executable, "-m", "scripts.train_dqn", "--no-progress", "--env", trial.env, "--seed", str(trial.seed),
+    command = [sys.executable, "-m", "qapprox.scripts.train_dqn", "--no-progress", "--env", trial.env, "--seed", str(trial.seed),
                "--logdir", str(trial.directory), "--device", trial.device]
     if trial.total_timesteps is not None:
         command += ["--total-timesteps", str(trial.total_timesteps)]
@@ -518,7 +518,7 @@ class LocalCluster:
         reader, self._lifeline = os.pipe()  # non-inheritable: no other child of ours holds it open
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "scripts.sweep_lib", "keeper", str(int(num_cpus)), str(int(dashboard))],
+                [sys.executable, "-m", "qapprox.scripts.sweep_lib", "keeper", str(int(num_cpus)), str(int(dashboard))],
                 stdin=reader, stdout=subprocess.PIPE, env=self.environment,
                 start_new_session=True)  # the terminal's Ctrl-C reaches the driver, which then stops us
         finally:
@@ -605,7 +605,7 @@ def _keeper(num_cpus: int, dashboard: bool) -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a SIGTERM still cleans up (finally below)
     signal.signal(signal.SIGHUP, lambda *_: sys.exit(1))
-    head = subprocess.Popen([sys.executable, "-m", "scripts.sweep_lib", "head", str(num_cpus), str(int(dashboard))],
+    head = subprocess.Popen([sys.executable, "-m", "qapprox.scripts.sweep_lib", "head", str(num_cpus), str(int(dashboard))],
                             preexec_fn=die_with_parent)
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # the head holds the answer pipe alone: EOF if it dies
     try:

@@ -19,13 +19,13 @@ import time
 
 import numpy as np
 
-from approximators.features import state_features
-from approximators.limits import check_memory
-from approximators.linear import check_positive, check_seed, check_unit_interval, rms_error
-from approximators.traces import METHODS, EpisodeBatch, check_offline, check_trace, td_lambda, td_lambda_bytes
-from envs import make_mdp
-from dqn.logging import make_run_dir
-from scripts._cli import ArgumentParser, check_run_dir, figure_path, finite_float, run, set_threads
+from qapprox.approximators.features import state_features
+from qapprox.approximators.limits import check_memory
+from qapprox.approximators.linear import check_positive, check_seed, check_unit_interval, rms_error
+from qapprox.approximators.traces import METHODS, EpisodeBatch, check_offline, check_trace, td_lambda, td_lambda_bytes
+from qapprox.envs import make_mdp
+from qapprox.dqn.logging import make_run_dir
+from qapprox.scripts._cli import ArgumentParser, check_run_dir, figure_path, finite_float, run, set_threads
 
 LAMS = (0.0, 0.4, 0.8, 0.9, 0.95, 0.975, 0.99, 1.0)
 ALPHAS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)

@@ -18,8 +18,8 @@ import argparse
 import sys
 from dataclasses import fields
 
-from dqn.config import PRESETS, DQNConfig, coerce, from_toml, replace
-from scripts._cli import ArgumentParser, run, set_threads
+from qapprox.dqn.config import PRESETS, DQNConfig, coerce, from_toml, replace
+from qapprox.scripts._cli import ArgumentParser, run, set_threads
 
 ALIASES = {"env_id": ["--env"]}
 
@@ -77,7 +77,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[DQNConfig, dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from dqn.agent import DQN, DivergenceError  # after parsing: --help stays fast
+    from qapprox.dqn.agent import DQN, DivergenceError  # after parsing: --help stays fast
 
     config, given = config_from_args(args)
     set_threads(config.threads)  # the agent's first log line states it

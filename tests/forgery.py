@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from dqn.checkpoint import MAGIC, MAGIC_V1
+from qapprox.dqn.checkpoint import MAGIC, MAGIC_V1
 
 
 class Payload:

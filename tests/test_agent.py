@@ -13,12 +13,12 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
-import envs  # noqa: F401  (registers qapprox/Quiz9-v0)
-from dqn.agent import DQN
-from dqn.config import DQNConfig, preset
-from dqn.replay import Batch
-from dqn.schema import EXECUTION_FIELDS
-from envs.wrappers import OneHotObservation
+import qapprox.envs  # noqa: F401  (registers qapprox/Quiz9-v0)
+from qapprox.dqn.agent import DQN
+from qapprox.dqn.config import DQNConfig, preset
+from qapprox.dqn.replay import Batch
+from qapprox.dqn.schema import EXECUTION_FIELDS
+from qapprox.envs.wrappers import OneHotObservation
 
 # A config that never logs or writes files, trains from the first step and evaluates never.
 QUIET = dict(logdir="", eval_interval=0, learning_starts=0, threads=1, device="cpu")
@@ -143,7 +143,7 @@ def test_a_training_round_equals_its_updates_one_at_a_time(double_q, draw_bytes,
     # for DQN, values all their S' in one forward pass of w⁻ (which no update of the round changes): the
     # same as updating one minibatch at a time.
     if draw_bytes is not None:  # CartPole's S is 16 bytes: room for 2 minibatches of 8 (S and S') per draw
-        monkeypatch.setattr("dqn.agent.ROUND_DRAW_BYTES", draw_bytes)
+        monkeypatch.setattr("qapprox.dqn.agent.ROUND_DRAW_BYTES", draw_bytes)
     config = DQNConfig(**{**QUIET, "hidden": (16, 16), "batch_size": 8, "train_freq": 5, "gradient_steps": 5,
                           "n_step": 1, "double_q": double_q, "learning_rate": 0.01, "learning_starts": 20})
     batched, one_by_one = DQN(config).learn(40), DQN(config).learn(40)

@@ -11,13 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from approximators.backprop import Autograd, ByHand, backprop, flatten_parameters, supports_by_hand
-from approximators.mlp import MLP
-from approximators.networks import (Dense, Dropout, build, linear_q_network, mlp_q_network,
+from qapprox.approximators.backprop import Autograd, ByHand, backprop, flatten_parameters, supports_by_hand
+from qapprox.approximators.mlp import MLP
+from qapprox.approximators.networks import (Dense, Dropout, build, linear_q_network, mlp_q_network,
                                     nature_cnn_q_network)
-from dqn.config import DQNConfig
-from dqn.replay import Batch
-from scripts.backprop_example import DEFAULT_WEIGHTS, worked_example
+from qapprox.dqn.config import DQNConfig
+from qapprox.dqn.replay import Batch
+from qapprox.scripts.backprop_example import DEFAULT_WEIGHTS, worked_example
 
 F64 = torch.float64
 
@@ -521,7 +521,7 @@ def reference_update(q: nn.Module, q_target: nn.Module, batch: Batch, config: DQ
     dict(double_q=False, loss="mse", max_grad_norm=0.0, prioritized=True, activation="tanh"),
 ])
 def test_dqn_update_matches_plain_autograd_and_adam(changes):
-    from dqn.agent import DQN
+    from qapprox.dqn.agent import DQN
 
     config = DQNConfig(logdir="", eval_interval=0, learning_starts=0, threads=1, device="cpu", hidden=(16, 16),
                        batch_size=8, buffer_size=64, n_step=1, **changes)
@@ -562,7 +562,7 @@ def test_dqn_update_matches_plain_autograd_and_adam(changes):
 
 
 def test_dqn_prioritized_loss_is_the_weighted_mean():
-    from dqn.agent import DQN
+    from qapprox.dqn.agent import DQN
 
     config = DQNConfig(logdir="", eval_interval=0, learning_starts=0, threads=1, device="cpu", hidden=(16, 16),
                        batch_size=8, buffer_size=64, n_step=1, prioritized=True, loss="mse", max_grad_norm=0.0)

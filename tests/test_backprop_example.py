@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scripts.backprop_example import DEFAULT_WEIGHTS, WEIGHT_NAMES, main, worked_example
+from qapprox.scripts.backprop_example import DEFAULT_WEIGHTS, WEIGHT_NAMES, main, worked_example
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from dqn.config import preset
-from scripts import bench_cleanrl, benchmark
-from scripts.bench_report import rolling_mean, solve_point
-from scripts.bench_worker import sb3_kwargs
+from qapprox.dqn.config import preset
+from qapprox.scripts import bench_cleanrl, benchmark
+from qapprox.scripts.bench_report import rolling_mean, solve_point
+from qapprox.scripts.bench_worker import sb3_kwargs
 
 REPO = Path(__file__).resolve().parents[1]
 

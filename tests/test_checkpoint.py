@@ -8,9 +8,9 @@ import os
 import pytest
 import torch
 
-from dqn.agent import DQN
-from dqn.checkpoint import MAGIC, CheckpointError, load_checkpoint, save_checkpoint
-from dqn.config import DQNConfig
+from qapprox.dqn.agent import DQN
+from qapprox.dqn.checkpoint import MAGIC, CheckpointError, load_checkpoint, save_checkpoint
+from qapprox.dqn.config import DQNConfig
 from forgery import malicious_checkpoint
 
 QUIET = dict(logdir="", eval_interval=0, learning_starts=50, threads=1, device="cpu", hidden=(16, 16))
@@ -94,7 +94,7 @@ def test_replay_buffer_round_trips_and_resumed_updates_match(tmp_path):
 
 
 def test_refuses_to_save_non_finite_weights(tmp_path):
-    from dqn.agent import DivergenceError
+    from qapprox.dqn.agent import DivergenceError
 
     agent = DQN(DQNConfig(**QUIET))
     with torch.no_grad():

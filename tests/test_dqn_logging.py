@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dqn.agent import DQN
-from dqn.config import DQNConfig
-from dqn.logging import TAGS, discounted_returns
+from qapprox.dqn.agent import DQN
+from qapprox.dqn.config import DQNConfig
+from qapprox.dqn.logging import TAGS, discounted_returns
 
 GAMMA = 0.99
 

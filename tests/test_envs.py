@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from envs import OneHotObservation, make_mdp, quiz9_mdp, random_walk
+from qapprox.envs import OneHotObservation, make_mdp, quiz9_mdp, random_walk
 
 A, B, C, TERMINAL = 0, 1, 2, 3
 

@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from approximators.features import (
+from qapprox.approximators.features import (
     block_state_action_features,
     check_features,
     one_hot,
     state_action_features,
     state_features,
 )
-from envs import quiz9_mdp, random_walk
+from qapprox.envs import quiz9_mdp, random_walk
 
 
 def test_one_hot():

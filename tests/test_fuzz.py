@@ -24,9 +24,9 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from dqn.agent import DQN, DivergenceError  # noqa: E402
-from dqn.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
-from dqn.config import DQNConfig  # noqa: E402
+from qapprox.dqn.agent import DQN, DivergenceError  # noqa: E402
+from qapprox.dqn.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from qapprox.dqn.config import DQNConfig  # noqa: E402
 from forgery import Payload, forged  # noqa: E402
 
 LONG = int(os.environ.get("QAPPROX_FUZZ_EXAMPLES", "0"))
@@ -210,7 +210,7 @@ TRAIN_FLAGS = ["--learning-rate", "--gamma", "--tau", "--batch-size", "--buffer-
 
 
 def run_script(module, argv: list[str], capsys) -> tuple[int, str]:
-    from scripts._cli import run
+    from qapprox.scripts._cli import run
 
     with pytest.raises(SystemExit) as exit_:
         run(lambda: module.main(argv))
@@ -220,7 +220,7 @@ def run_script(module, argv: list[str], capsys) -> tuple[int, str]:
 @FUZZ
 @given(data=st.data())
 def test_train_dqn_flags_exit_0_or_2_with_one_line(tmp_path_factory, capsys, data):
-    from scripts import train_dqn
+    from qapprox.scripts import train_dqn
 
     logdir = tmp_path_factory.mktemp("logs")
     drawn = data.draw(st.lists(st.tuples(st.sampled_from(TRAIN_FLAGS), FLAG_VALUES), min_size=1, max_size=3))
@@ -239,7 +239,7 @@ def test_train_dqn_flags_exit_0_or_2_with_one_line(tmp_path_factory, capsys, dat
 @FUZZ
 @given(data=st.data())
 def test_evaluate_flags_exit_0_or_2_with_one_line(checkpoints, capsys, data):
-    from scripts import evaluate
+    from qapprox.scripts import evaluate
 
     path, _ = checkpoints["uniform"]
     before = path.read_bytes()

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from approximators.features import block_state_action_features, state_action_features, state_features
-from approximators.linear import (
+from qapprox.approximators.features import block_state_action_features, state_action_features, state_features
+from qapprox.approximators.linear import (
     action_values,
     check_positive,
     check_unit_interval,
@@ -16,7 +16,7 @@ from approximators.linear import (
     state_values,
     v_hat,
 )
-from envs import quiz9_mdp
+from qapprox.envs import quiz9_mdp
 
 
 def test_v_hat_by_hand_and_batched_over_runs():

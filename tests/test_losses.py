@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from approximators import losses
+from qapprox.approximators import losses
 
 
 def test_squared_error_by_hand():

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from approximators.mlp import ACTIVATIONS, HIDDEN_ACTIVATIONS, MLP
+from qapprox.approximators.mlp import ACTIVATIONS, HIDDEN_ACTIVATIONS, MLP
 
 # torch's own functions with torch's defaults (leaky slope 0.01, ELU α = 1): the independent reference
 TORCH_ACTIVATIONS = {

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from approximators.features import block_state_action_features, state_action_features, state_features
-from approximators.monte_carlo import LinearRegression, regression_data, returns
-from envs import make_mdp, quiz9_mdp
+from qapprox.approximators.features import block_state_action_features, state_action_features, state_features
+from qapprox.approximators.monte_carlo import LinearRegression, regression_data, returns
+from qapprox.envs import make_mdp, quiz9_mdp
 
 A, B, C = 0, 1, 2
 

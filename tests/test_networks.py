@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from approximators.networks import (
+from qapprox.approximators.networks import (
     Dense,
     Dropout,
     Rescale,

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from approximators.features import state_action_features, state_features
-from approximators.monte_carlo import LinearRegression, regression_data
-from approximators.nn_regression import NeuralRegression
-from envs import make_mdp
+from qapprox.approximators.features import state_action_features, state_features
+from qapprox.approximators.monte_carlo import LinearRegression, regression_data
+from qapprox.approximators.nn_regression import NeuralRegression
+from qapprox.envs import make_mdp
 
 N_EPISODES = 3000
 

@@ -5,8 +5,8 @@ from functools import partial
 import numpy as np
 import pytest
 
-from approximators.mlp import MLP
-from approximators.optim import GDConfig, gradient_descent, linear_squared_error
+from qapprox.approximators.mlp import MLP
+from qapprox.approximators.optim import GDConfig, gradient_descent, linear_squared_error
 
 # two observations, two weights: x^(1) = (1, 2), y^(1) = 1;  x^(2) = (3, 4), y^(2) = 2
 X = np.array([[1.0, 2.0], [3.0, 4.0]])
@@ -121,7 +121,7 @@ def test_bad_input_is_a_one_line_value_error(make, message):
 def test_gd_paths_script_logs_each_cost_curve_and_draws_the_png(tmp_path, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from scripts import gd_paths
+    from qapprox.scripts import gd_paths
 
     flags = ["--m", "30", "--epochs", "5", "--batch-size", "6", "--logdir", str(tmp_path)]
     assert gd_paths.main(flags) == 0

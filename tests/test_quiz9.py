@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from envs import quiz9_mdp
-from scripts.quiz9 import main, question1, question2, question4, question5
+from qapprox.envs import quiz9_mdp
+from qapprox.scripts.quiz9 import main, question1, question2, question4, question5
 
 
-@pytest.mark.skipif(importlib.util.find_spec("approximators.networks") is None,
+@pytest.mark.skipif(importlib.util.find_spec("qapprox.approximators.networks") is None,
                     reason="approximators.networks (the DQN's Q-network builder) is not in this checkout")
 def test_q1_dqn_approximates_the_action_value_function_with_a_deep_network():
     result = question1()

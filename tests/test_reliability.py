@@ -16,9 +16,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dqn.agent import DQN
-from dqn.checkpoint import load_checkpoint
-from dqn.config import DQNConfig
+from qapprox.dqn.agent import DQN
+from qapprox.dqn.checkpoint import load_checkpoint
+from qapprox.dqn.config import DQNConfig
 from forgery import Payload, malicious_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]

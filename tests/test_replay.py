@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from dqn.replay import Batch, PrioritizedReplayBuffer, ReplayBuffer, SumTree
+from qapprox.dqn.replay import Batch, PrioritizedReplayBuffer, ReplayBuffer, SumTree
 
 # χ²_{0.999} quantiles: a correct sampler fails a test at this threshold with probability 0.001
 # (the seeds are fixed, so each test is deterministic; stratified sampling only lowers χ²).

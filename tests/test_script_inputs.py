@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import torch
 
-from scripts._cli import run
+from qapprox.scripts._cli import run
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, event, given, settings  # noqa: E402
@@ -114,9 +114,9 @@ def test_output_paths_are_refused_before_the_work(script, argv, flag, bad, tmp_p
         argv = [str(tmp_path / "no_such_run"), *argv]  # before: its curves were read before --out was tried
     elif "--logdir" not in argv:
         argv = [*argv, "--logdir", str(tmp_path / "runs")]
-    work = {"td_lambda": "approximators.traces.EpisodeBatch.sample", "gd_paths": "scripts.gd_paths.compare",
-            "mc_regression": "envs.finite.FiniteMDP.episodes", "nn_regression": "envs.finite.FiniteMDP.episodes",
-            "plot_runs": "scripts.plot_runs.read_scalars"}[script]
+    work = {"td_lambda": "qapprox.approximators.traces.EpisodeBatch.sample", "gd_paths": "qapprox.scripts.gd_paths.compare",
+            "mc_regression": "qapprox.envs.finite.FiniteMDP.episodes", "nn_regression": "qapprox.envs.finite.FiniteMDP.episodes",
+            "plot_runs": "qapprox.scripts.plot_runs.read_scalars"}[script]
 
     def no_work(*args, **kwargs):
         raise AssertionError("the work started before the output path was checked")
@@ -140,7 +140,7 @@ def test_a_file_given_as_logdir_and_a_bad_figure_format_are_one_line(tmp_path, c
 def run_dir(tmp_path_factory) -> Path:
     """A tiny td_lambda run: a TensorBoard directory with the scalar rms_error."""
     logdir = tmp_path_factory.mktemp("runs")
-    from scripts import td_lambda
+    from qapprox.scripts import td_lambda
 
     assert td_lambda.main(["--runs", "2", "--episodes", "3", "--json", "--logdir", str(logdir)]) == 0
     torch.set_num_threads(1)
@@ -220,9 +220,9 @@ def test_the_memory_estimates_are_near_what_is_allocated():
     """td_lambda_bytes against tracemalloc's peak for a small batch (numpy's arrays are traced)."""
     import tracemalloc
 
-    from approximators.features import state_features
-    from approximators.traces import EpisodeBatch, td_lambda, td_lambda_bytes
-    from envs import make_mdp
+    from qapprox.approximators.features import state_features
+    from qapprox.approximators.traces import EpisodeBatch, td_lambda, td_lambda_bytes
+    from qapprox.envs import make_mdp
 
     mdp = make_mdp("random-walk-19")
     pi, X = mdp.uniform_policy(), state_features(mdp)

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scripts import sweep, sweep_lib
-from scripts._cli import run
+from qapprox.scripts import sweep, sweep_lib
+from qapprox.scripts._cli import run
 
 REPO = Path(__file__).resolve().parent.parent
 FIELDS = {"learning_rate": float, "double_q": bool, "batch_size": int, "loss": str}
@@ -83,7 +83,7 @@ def test_trial_names_directories_and_command(tmp_path, monkeypatch):
     assert [t.kill_after_checkpoint for t in trials] == [False, True]
     assert trials[0].directory == tmp_path / "learning_rate=0.001__seed0"
     command = sweep_lib.train_command(trials[0], resume=tmp_path / "c.pt")
-    assert command[1:] == ["-m", "scripts.train_dqn", "--no-progress", "--env", "CartPole-v1", "--seed", "0",
+    assert command[1:] == ["-m", "qapprox.scripts.train_dqn", "--no-progress", "--env", "CartPole-v1", "--seed", "0",
                            "--logdir", str(trials[0].directory), "--device", "cpu", "--total-timesteps", "300",
                            "--batch-size", "8", "--learning-rate", "0.001", "--resume", str(tmp_path / "c.pt")]
 

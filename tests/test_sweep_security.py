@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from approximators.limits import cpu_count
-from scripts import sweep, sweep_lib
-from scripts._cli import run
+from qapprox.approximators.limits import cpu_count
+from qapprox.scripts import sweep, sweep_lib
+from qapprox.scripts._cli import run
 
 REPO = Path(__file__).resolve().parent.parent
 linux_only = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc (Linux)")
@@ -143,7 +143,7 @@ def test_random_draws_that_round_alike_are_one_configuration():
 
 DRIVER = """
 import json, os, sys
-from scripts import sweep_lib
+from qapprox.scripts import sweep_lib
 ray = sweep_lib.connect(None, 1)
 worker = ray.get(ray.remote(lambda: os.getpid()).remote())
 print(json.dumps({"worker": worker, "session": ray._private.worker._global_node.get_session_dir_path(),
@@ -303,7 +303,7 @@ def test_even_with_the_head_killed_too_the_keeper_ends_the_rest():
     # raylet by about a minute, are the keeper's to end.
     process, info = start_driver()
     processes = tree(process.pid)
-    [head] = [pid for pid in processes if "scripts.sweep_lib head" in cmdline(pid)]
+    [head] = [pid for pid in processes if "qapprox.scripts.sweep_lib head" in cmdline(pid)]
     os.kill(head, signal.SIGKILL)
     process.kill()
     process.wait()

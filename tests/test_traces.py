@@ -4,12 +4,12 @@ convergence on the 19-state walk; SARSA(λ) evaluation and control; one-line err
 import numpy as np
 import pytest
 
-from approximators.features import state_action_features, state_features
-from approximators.linear import rms_error
-from approximators.traces import EpisodeBatch, TDLambda, offline_lambda_return, sarsa_lambda, td_lambda
-from envs import make_mdp, quiz9_mdp
-from scripts._cli import run
-from scripts.td_lambda import main as td_lambda_main
+from qapprox.approximators.features import state_action_features, state_features
+from qapprox.approximators.linear import rms_error
+from qapprox.approximators.traces import EpisodeBatch, TDLambda, offline_lambda_return, sarsa_lambda, td_lambda
+from qapprox.envs import make_mdp, quiz9_mdp
+from qapprox.scripts._cli import run
+from qapprox.scripts.td_lambda import main as td_lambda_main
 
 A, B, C = 0, 1, 2
 

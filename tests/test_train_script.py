@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dqn.checkpoint import load_checkpoint
-from dqn.config import DQNConfig
-from scripts import evaluate, plot_runs, train_dqn
-from scripts._cli import run
+from qapprox.dqn.checkpoint import load_checkpoint
+from qapprox.dqn.config import DQNConfig
+from qapprox.scripts import evaluate, plot_runs, train_dqn
+from qapprox.scripts._cli import run
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--no-progress", "--hidden", "16,16", "--learning-starts", "100", "--eval-interval", "0", "--log-interval", "100"]

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from dqn.agent import DQN
-from dqn.checkpoint import CheckpointError, load_checkpoint
-from dqn.config import DQNConfig
+from qapprox.dqn.agent import DQN
+from qapprox.dqn.checkpoint import CheckpointError, load_checkpoint
+from qapprox.dqn.config import DQNConfig
 from forgery import forged, raw_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -354,7 +354,7 @@ def test_devices_and_fifos_are_not_read(tmp_path):
 
 # ---------------------------------------------------------------- 6. a full disk is one line
 def test_a_full_disk_is_exit_3_keeps_the_last_checkpoint_and_removes_the_partial_file(tmp_path, monkeypatch, capsys):
-    from scripts import _cli, train_dqn
+    from qapprox.scripts import _cli, train_dqn
 
     argv = ["--no-progress", "--hidden", "16,16", "--eval-interval", "0", "--learning-starts", "50",
             "--checkpoint-interval", "200", "--total-timesteps", "600", "--logdir", str(tmp_path)]
@@ -366,7 +366,7 @@ def test_a_full_disk_is_exit_3_keeps_the_last_checkpoint_and_removes_the_partial
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(descriptor)
 
-    monkeypatch.setattr("dqn.checkpoint.os.fsync", fsync_fills_the_disk)
+    monkeypatch.setattr("qapprox.dqn.checkpoint.os.fsync", fsync_fills_the_disk)
     with pytest.raises(SystemExit) as exit_:
         _cli.run(lambda: train_dqn.main(argv))
     assert exit_.value.code == _cli.EXIT_DISK == 3
@@ -442,7 +442,7 @@ def test_a_disk_turning_read_only_mid_run_is_one_line_and_exit_3(tmp_path):
 def test_an_allocation_no_estimate_foresaw_is_one_line(capsys, monkeypatch):
     """E.g. random-walk-100000 builds a dense 100,002² transition table (about 160 GB): the MemoryError
     becomes one line and exit 2. (Raised here by a stand-in: a real one depends on the machine's overcommit.)"""
-    from scripts import _cli, td_lambda
+    from qapprox.scripts import _cli, td_lambda
 
     def out_of_memory(name):
         raise MemoryError()
