@@ -35,16 +35,23 @@ def solved(returns: Sequence[float] | np.ndarray, threshold: float | None) -> bo
     return threshold is not None and returns.size > 0 and float(returns.mean()) >= threshold
 
 
+def rolling_mean(returns: Sequence[float] | np.ndarray, window: int) -> np.ndarray:
+    """Mean of the last `window` returns at each point (nan before the first `window` points)."""
+    returns = np.asarray(returns, dtype=float)
+    means = np.full(returns.size, np.nan)
+    if window >= 1 and returns.size >= window:
+        sums = np.cumsum(np.concatenate(([0.0], returns)))
+        means[window - 1:] = (sums[window:] - sums[:-window]) / window
+    return means
+
+
 def first_solved(returns: Sequence[float] | np.ndarray, threshold: float | None, window: int = 1) -> int | None:
     """Index of the first point whose window of the last `window` returns is `solved` (None if none).
     With window = 1 each point is already a window's mean (an evaluation's mean return)."""
-    returns = np.asarray(returns, dtype=float)
-    if threshold is None or window < 1 or returns.size < window:
+    if threshold is None or window < 1:
         return None
-    sums = np.cumsum(np.concatenate(([0.0], returns)))
-    means = (sums[window:] - sums[:-window]) / window  # means[j] is the window ending at point j + window − 1
-    hits = np.flatnonzero(means >= threshold)
-    return int(hits[0]) + window - 1 if hits.size else None
+    hits = np.flatnonzero(rolling_mean(returns, window) >= threshold)  # nan (too few points) is never ≥
+    return int(hits[0]) if hits.size else None
 
 
 def greedy_returns(policy: Callable[[np.ndarray], np.ndarray], envs: gym.vector.VectorEnv, episodes: int,
