@@ -5,10 +5,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: train test install bench clean
+.PHONY: train test install check-install bench clean
 
 train: install
-	$(PY) -m scripts.train_dqn
+	$(VENV)/bin/qapprox train
 
 # One intra-op thread: small networks on small machines are 10-100x slower with two under load.
 # The suite includes the Ray sweep tests, so it also installs the `distributed` extra.
@@ -33,9 +33,13 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) install -e ".[dev,distributed]"
 	touch $@
 
+# `pip install .` into a fresh venv: only qapprox lands in site-packages; the installed command trains.
+check-install: install
+	PYTHON=$(PYTHON) bash .ci/check_install
+
 bench: install
 	$(PIP) install -e ".[bench]"
-	OMP_NUM_THREADS=1 $(PY) -m scripts.benchmark
+	OMP_NUM_THREADS=1 $(VENV)/bin/qapprox benchmark
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -1,0 +1,81 @@
+"""One import name and one command: the wheel holds only `qapprox` (the folders envs/, approximators/, dqn/ and
+scripts/ under it) and its dist-info; `qapprox --help` lists every subcommand and each one's --help is its
+script's. (.ci/check_install installs the wheel into a fresh venv and trains from another directory.)"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from qapprox.scripts import cli
+
+REPO = Path(__file__).resolve().parents[1]
+FOLDERS = ("envs", "approximators", "dqn", "scripts")
+
+
+@pytest.fixture(autouse=True)
+def keep_argv(monkeypatch):
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # cli.main sets argparse's prog through sys.argv
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> zipfile.ZipFile:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(REPO)],
+                   check=True, cwd=out, timeout=600)
+    [path] = out.glob("qapprox-*.whl")
+    return zipfile.ZipFile(path)
+
+
+def test_the_wheel_installs_only_qapprox_and_its_dist_info(wheel):
+    from importlib.metadata import version
+
+    top = {name.split("/")[0] for name in wheel.namelist()}
+    assert top == {"qapprox", f"qapprox-{version('qapprox')}.dist-info"}
+    tracked = subprocess.run(["git", "ls-files", *FOLDERS], cwd=REPO, capture_output=True, text=True, check=True)
+    sources = {f"qapprox/{name}" for name in tracked.stdout.split() if name.endswith(".py")}
+    assert sources and sources <= set(wheel.namelist())
+    assert not [name for name in wheel.namelist() if name.startswith("qapprox/tests")]
+
+
+def test_the_wheel_declares_the_qapprox_command(wheel):
+    [entry_points] = [name for name in wheel.namelist() if name.endswith(".dist-info/entry_points.txt")]
+    assert "qapprox = qapprox.scripts.cli:main" in wheel.read(entry_points).decode().splitlines()
+
+
+def test_help_lists_every_subcommand_with_its_scripts_summary(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--help"])
+    listing = capsys.readouterr().out
+    assert exit_.value.code == 0
+    for name, module in cli.SUBCOMMANDS.items():
+        assert (REPO / "scripts" / f"{module}.py").is_file()
+        assert f"  {name} " in listing and cli.summary(module) in listing
+    assert len(cli.SUBCOMMANDS) == len({*cli.SUBCOMMANDS.values()})
+
+
+@pytest.mark.parametrize("name", list(cli.SUBCOMMANDS))
+def test_each_subcommand_help_is_its_scripts_help(name, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([name, "--help"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: qapprox {name}")
+
+
+def test_an_unknown_subcommand_is_one_line_and_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["trian"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1
+    assert "'trian'" in err and "train" in err
+
+
+@pytest.mark.parametrize("module", ["train_dqn", "evaluate"])
+def test_python_m_scripts_still_works_from_a_checkout(module):
+    done = subprocess.run([sys.executable, "-m", f"scripts.{module}", "--help"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("usage:")
