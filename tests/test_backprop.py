@@ -17,7 +17,7 @@ from qapprox.approximators.networks import (Dense, Dropout, build, linear_q_netw
                                     nature_cnn_q_network)
 from qapprox.dqn.config import DQNConfig
 from qapprox.dqn.replay import Batch
-from qapprox.scripts.backprop_example import DEFAULT_WEIGHTS, worked_example
+from qapprox.approximators.worked_example import DEFAULT_WEIGHTS, worked_example
 
 F64 = torch.float64
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from qapprox.scripts.backprop_example import DEFAULT_WEIGHTS, WEIGHT_NAMES, main, worked_example
+from qapprox.approximators.worked_example import DEFAULT_WEIGHTS, WEIGHT_NAMES, worked_example
+from qapprox.scripts.backprop_example import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
