@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from qapprox.envs.finite import FiniteMDP
+from qapprox.envs.validation import check_int
 
 
 def one_hot(index: int | np.ndarray, n: int) -> np.ndarray:
@@ -50,8 +51,7 @@ def block_state_action_features(X: np.ndarray, n_actions: int) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
         raise ValueError(f"state features have shape {X.shape}; expected (|S⁺|, d)")
-    if n_actions < 1:
-        raise ValueError(f"n_actions={n_actions} must be ≥ 1")
+    check_int("n_actions", n_actions, 1)
     n_s, d = X.shape
     return np.einsum("ab,sd->sabd", np.eye(n_actions), X).reshape(n_s, n_actions, n_actions * d)
 

@@ -2,9 +2,9 @@
 
     check_threads("threads", 4)                       # ValueError if more than the CPUs we may use
     check_memory("the replay buffer", nbytes)         # ValueError naming the estimate and what is free
-    check_finite("alpha", alpha)                      # ValueError for nan and ±inf
 
-Every refusal is one line naming the value and what is allowed, raised before the allocation.
+Every refusal is one line naming the value and what is allowed, raised before the allocation. Checks of a
+value alone (integers, finite numbers, seeds) are qapprox.envs.validation's.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+
+from qapprox.envs.validation import as_float, check_int
 
 
 def cpu_count() -> int:
@@ -53,19 +55,10 @@ def _meminfo_available() -> int:
 
 def check_threads(name: str, threads: int) -> int:
     """`threads` if 1 ≤ threads ≤ cpu_count(); else a one-line ValueError."""
-    limit = cpu_count()
-    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= limit:
-        raise ValueError(f"{name}={threads!r} must be an integer in [1, {limit}] (the CPUs this process may use)")
-    return threads
-
-
-def as_float(n: float) -> float:
-    """A count (or a product of counts) as a float for a memory estimate: inf where it is beyond floats
-    (10**400 runs from a command line), so that the estimate is refused instead of raising OverflowError."""
     try:
-        return float(n)
-    except OverflowError:
-        return math.inf
+        return check_int(name, threads, 1, cpu_count())
+    except ValueError as exc:
+        raise ValueError(f"{exc} (the CPUs this process may use)") from None
 
 
 def check_memory(what: str, nbytes: float) -> None:
@@ -73,13 +66,6 @@ def check_memory(what: str, nbytes: float) -> None:
     nbytes, available = as_float(nbytes), available_memory()
     if not math.isfinite(nbytes) or nbytes > available:
         raise ValueError(f"{what} needs {format_bytes(nbytes)} of memory; {format_bytes(available)} is available")
-
-
-def check_finite(name: str, value: float) -> float:
-    """`value` as a float if it is a finite number; nan and ±inf are a one-line ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name}={value!r} must be a finite number")
-    return float(value)
 
 
 def format_bytes(n: float) -> str:

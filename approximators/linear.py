@@ -53,34 +53,3 @@ def rms_error(w: np.ndarray, X: np.ndarray, v: np.ndarray, states: np.ndarray) -
     with np.errstate(over="ignore", invalid="ignore"):
         error = state_values(w, X[states]) - np.asarray(v)[states]
         return np.sqrt(np.mean(error**2, axis=-1))
-
-
-# ---------------------------------------------------------------- parameter checks
-def check_unit_interval(name: str, value: float | np.ndarray) -> np.ndarray:
-    """value as float64, or ValueError naming the first entry outside [0, 1]."""
-    value = np.asarray(value, dtype=np.float64)
-    bad = value[~((value >= 0.0) & (value <= 1.0))]
-    if bad.size:
-        raise ValueError(f"{name}={bad.flat[0]:g} is outside [0, 1]")
-    return value
-
-
-def check_positive(name: str, value: float | np.ndarray) -> np.ndarray:
-    """value as float64, or ValueError naming the first entry that is not a finite number > 0
-    (a step size of inf turns every weight into nan)."""
-    value = np.asarray(value, dtype=np.float64)
-    bad = value[~((value > 0.0) & np.isfinite(value))]
-    if bad.size:
-        raise ValueError(f"{name}={bad.flat[0]:g} must be > 0 and finite")
-    return value
-
-
-SEED_RANGE = (0, 2**32 - 1)  # as DQNConfig's: numpy takes any seed ≥ 0, torch at most 2**64 − 1
-
-
-def check_seed(name: str, seed: int) -> int:
-    """seed, if it is an integer in SEED_RANGE; else a one-line ValueError."""
-    low, high = SEED_RANGE
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not low <= seed <= high:
-        raise ValueError(f"{name}={seed!r} must be an integer in [{low}, {high:,}]")
-    return int(seed)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qapprox.approximators import losses
+from qapprox.envs.validation import check_int, is_int
 
 LEAKY_SLOPE = 0.01  # σ(z) = 0.01 z for z < 0: torch.nn.LeakyReLU's default (Keras' LeakyReLU uses 0.3)
 ELU_ALPHA = 1.0  # σ(z) = α(eᶻ − 1) for z < 0, the lecture's ELU with α = 1 (torch's and Keras' default)
@@ -113,12 +114,10 @@ class MLP:
     output_activation: str = "identity"
 
     def __post_init__(self) -> None:
-        for name in ("n_inputs", "n_outputs"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name}={value!r} must be an integer ≥ 1")
+        check_int("n_inputs", self.n_inputs, 1)
+        check_int("n_outputs", self.n_outputs, 1)
         hidden = tuple(self.hidden) if isinstance(self.hidden, Sequence) else (self.hidden,)
-        if not hidden or not all(isinstance(h, (int, np.integer)) and h >= 1 for h in hidden):
+        if not hidden or not all(is_int(h) and h >= 1 for h in hidden):
             raise ValueError(f"hidden={self.hidden!r} must list one or more layer sizes, each an integer ≥ 1")
         object.__setattr__(self, "hidden", hidden)
         if self.hidden_activation not in HIDDEN_ACTIVATIONS:

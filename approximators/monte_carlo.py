@@ -14,14 +14,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from qapprox.approximators.limits import as_float
-from qapprox.approximators.linear import check_positive, check_seed, check_unit_interval
+from qapprox.envs.validation import (
+    as_float, check_choice, check_float, check_int, check_positive, check_seed, check_unit_interval,
+)
 
 
-def returns(rewards: np.ndarray, gamma: float, lengths: np.ndarray | None = None) -> np.ndarray:
-    """G_t = R_{t+1} + γ G_{t+1} (G_T = 0) for consecutive episodes stored in one flat array.
+def returns(rewards: np.ndarray, gamma: float, lengths: np.ndarray | None = None,
+            bootstrap: float | np.ndarray = 0.0) -> np.ndarray:
+    """G_t = R_{t+1} + γ G_{t+1} from G_T = bootstrap, for consecutive episodes stored in one flat array.
 
     rewards holds R_1..R_T of each episode in turn; lengths the T of each (default: one episode).
+    bootstrap is G_T of each episode (one value for all, or one each): 0 after a termination, an
+    estimate of the unseen tail's value (e.g. max_a q̂(S_T, a)) after a time-limit truncation.
     Vectorised backward: all last steps first, then every step one before its episode's end, …
     """
     R = np.asarray(rewards, dtype=np.float64)
@@ -34,7 +38,7 @@ def returns(rewards: np.ndarray, gamma: float, lengths: np.ndarray | None = None
     bounds = np.concatenate([[0], np.cumsum(np.bincount(to_end))])
     G = np.empty_like(R)
     last = order[: bounds[1]]
-    G[last] = R[last]                                                        # G_{T−1} = R_T
+    G[last] = R[last] + gamma * np.broadcast_to(np.asarray(bootstrap, dtype=np.float64), lengths.shape)  # R_T + γ G_T
     for lo, hi in zip(bounds[1:-1], bounds[2:]):
         i = order[lo:hi]
         G[i] = R[i] + gamma * G[i + 1]                                       # G_t = R_{t+1} + γ G_{t+1}
@@ -141,13 +145,11 @@ class LinearRegression:
     w: np.ndarray | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        if self.method not in REGRESSION_METHODS:
-            raise ValueError(f"method={self.method!r} is not one of {', '.join(REGRESSION_METHODS)}")
-        if not (math.isfinite(self.ridge) and self.ridge >= 0):
-            raise ValueError(f"ridge={self.ridge} must be ≥ 0 and finite")
+        check_choice("method", self.method, REGRESSION_METHODS)
+        check_float("ridge", self.ridge, 0.0)
         check_positive("alpha", self.alpha)
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs={self.epochs} and batch_size={self.batch_size} must be ≥ 1")
+        check_int("epochs", self.epochs, 1)
+        check_int("batch_size", self.batch_size, 1)
         check_seed("seed", self.seed)
 
     def fit(self, X: np.ndarray, G: np.ndarray) -> LinearRegression:

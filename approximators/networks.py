@@ -23,6 +23,8 @@ from typing import TextIO
 import torch
 from torch import nn
 
+from qapprox.envs.validation import check_float, check_int, check_shape
+
 # name → module factory. Softmax is over the last axis (the outputs ŷ_1..ŷ_M).
 # leaky_relu uses torch's slope 0.01 (Keras' LeakyReLU defaults to 0.3); elu uses α = 1.
 ACTIVATIONS = {
@@ -44,21 +46,6 @@ def check_activation(activation: str | None) -> None:
         raise ValueError(f"unknown activation {activation!r}; allowed: {', '.join(ACTIVATION_NAMES)}")
 
 
-def _check_count(name: str, value: object, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}={value!r} must be an integer ≥ {minimum}")
-
-
-def _check_shape(name: str, shape: object, ndim: int | None = None) -> tuple[int, ...]:
-    if not isinstance(shape, (tuple, list)) or not shape or any(
-        isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in shape
-    ):
-        raise ValueError(f"{name}={shape!r} must be a non-empty tuple of positive integers")
-    if ndim is not None and len(shape) != ndim:
-        raise ValueError(f"{name}={tuple(shape)} must have {ndim} dimension(s)")
-    return tuple(shape)
-
-
 # ---------------------------------------------------------------- layer specs
 @dataclass(frozen=True)
 class Dense:
@@ -68,7 +55,7 @@ class Dense:
     activation: str | None = None
 
     def __post_init__(self) -> None:
-        _check_count("units", self.units)
+        check_int("units", self.units, 1)
         check_activation(self.activation)
 
 
@@ -79,13 +66,12 @@ class Dropout:
     rate: float
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.rate < 1.0:
-            raise ValueError(f"dropout rate={self.rate} is outside [0, 1)")
+        check_float("dropout rate", self.rate, 0.0, 1.0, high_open=True)
 
 
 def build(layers: Sequence[Dense | Dropout], input_shape: tuple[int, ...]) -> nn.Sequential:
     """Keras `Sequential(layers, input_shape=…)` as an nn.Sequential: Dense → Linear (+ activation)."""
-    shape = _check_shape("input_shape", input_shape)
+    shape = check_shape("input_shape", input_shape)
     if not layers:
         raise ValueError("layers is empty; give at least one Dense or Dropout")
     modules: list[nn.Module] = []
@@ -152,10 +138,10 @@ def mlp_q_network(
 
     With dueling, hidden[:-1] is shared and each stream has its own Dense(hidden[-1]) layer.
     """
-    _check_count("obs_dim", obs_dim)
-    _check_count("n_actions", n_actions)
+    check_int("obs_dim", obs_dim, 1)
+    check_int("n_actions", n_actions, 1)
     for units in hidden:
-        _check_count("hidden units", units)
+        check_int("hidden units", units, 1)
     check_activation(activation)
     return nn.Sequential(*_q_head(obs_dim, tuple(hidden), n_actions, activation, dueling))
 
@@ -168,9 +154,9 @@ def nature_cnn_q_network(
 
     With dueling, the 512-unit layer is doubled into a value and an advantage stream (Wang et al., 2016).
     """
-    _check_count("in_channels", in_channels)
-    _check_count("n_actions", n_actions)
-    height, width = _check_shape("image_size", image_size, ndim=2)
+    check_int("in_channels", in_channels, 1)
+    check_int("n_actions", n_actions, 1)
+    height, width = check_shape("image_size", image_size, ndim=2)
     # Output side of a convolution without padding: ⌊(n − kernel) / stride⌋ + 1.  84 → 20 → 9 → 7.
     for kernel, stride in ((8, 4), (4, 2), (3, 1)):
         height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
@@ -192,8 +178,8 @@ def linear_q_network(n_features: int, n_actions: int, bias: bool = False, init: 
     W has shape (|A|, d); with one-hot x(s) = e_s, q̂(s, a) = W[a, s], so W is a Q-table.
     init="zeros" starts from q̂ = 0 (as tabular methods do); "default" keeps torch's init.
     """
-    _check_count("n_features", n_features)
-    _check_count("n_actions", n_actions)
+    check_int("n_features", n_features, 1)
+    check_int("n_actions", n_actions, 1)
     if init not in LINEAR_INITS:
         raise ValueError(f"unknown init {init!r}; allowed: {', '.join(LINEAR_INITS)}")
     layer = nn.Linear(n_features, n_actions, bias=bias)
@@ -218,11 +204,11 @@ def q_network(
     """
     if kind not in Q_NETWORK_KINDS:
         raise ValueError(f"unknown Q-network kind {kind!r}; allowed: {', '.join(Q_NETWORK_KINDS)}")
-    _check_count("n_actions", n_actions)
+    check_int("n_actions", n_actions, 1)
     if kind == "cnn":
-        channels, height, width = _check_shape("obs_shape", obs_shape, ndim=3)
+        channels, height, width = check_shape("obs_shape", obs_shape, ndim=3)
         return nature_cnn_q_network(channels, n_actions, dueling, image_size=(height, width))
-    (obs_dim,) = _check_shape("obs_shape", obs_shape, ndim=1)
+    (obs_dim,) = check_shape("obs_shape", obs_shape, ndim=1)
     if kind == "mlp":
         return mlp_q_network(obs_dim, n_actions, hidden, activation, dueling)
     if dueling:
@@ -256,7 +242,7 @@ def summary(model: nn.Module, input_shape: tuple[int, ...], file: TextIO | None 
     batch axis as None and follow torch's (C, H, W) layout. Param # counts the layer's own
     parameters; the totals count every parameter of the model, non-trainable = requires_grad False.
     """
-    shape = _check_shape("input_shape", input_shape)
+    shape = check_shape("input_shape", input_shape)
     rows: list[tuple[str, str, int]] = []
     counters: dict[str, int] = {}
     hooks = []

@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from qapprox.approximators.limits import check_memory
-from qapprox.approximators.linear import check_seed
 from qapprox.approximators.networks import Dense, build, check_activation
+from qapprox.envs.validation import check_float, check_int, check_seed
 
 OPTIMIZERS = ("sgd", "adam")
 MAX_ALPHA = float(np.finfo(np.float32).max) / 10  # Adam's first step is α / (1 − β₁) = 10α, a float32 in torch
@@ -53,14 +53,11 @@ class NeuralRegression:
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
-        if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha > 0):
-            raise ValueError(f"alpha={self.alpha} must be > 0 and finite")
+        check_float("alpha", self.alpha, 0.0, low_open=True)
         if self.alpha > MAX_ALPHA:
             raise ValueError(f"alpha={self.alpha:g} is too large for float32 weights; allowed: 0 < alpha ≤ {MAX_ALPHA:.3g}")
-        for name in ("batch_size", "epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be an integer ≥ 1")
+        check_int("batch_size", self.batch_size, 1)
+        check_int("epochs", self.epochs, 1)
         check_activation(self.activation)
         self.hidden = tuple(self.hidden)
         for units in self.hidden:  # Dense validates each width the same way build() will

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qapprox.approximators import losses
-from qapprox.approximators.linear import check_seed
+from qapprox.envs.validation import check_float, check_int, check_seed, is_int
 
 Objective = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, np.ndarray]]
 """(w, x, y) → (J, ∇J) on the rows of x, y given, e.g. partial(MLP(...).cost_and_gradient, loss=...)."""
@@ -39,13 +39,13 @@ class GDConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha > 0):
-            raise ValueError(f"alpha={self.alpha!r} is not a positive learning rate; allowed: alpha > 0")
-        whole_set = self.batch_size is None
-        if not (whole_set or (isinstance(self.batch_size, (int, np.integer)) and self.batch_size >= 1)):
+        try:
+            check_float("alpha", self.alpha, 0.0, low_open=True)
+        except ValueError:
+            raise ValueError(f"alpha={self.alpha!r} is not a positive learning rate; allowed: alpha > 0") from None
+        if not (self.batch_size is None or (is_int(self.batch_size) and self.batch_size >= 1)):
             raise ValueError(f"batch_size={self.batch_size!r} must be an integer in 1..m (1: SGD, m: GD)")
-        if not (isinstance(self.epochs, (int, np.integer)) and self.epochs >= 1):
-            raise ValueError(f"epochs={self.epochs!r} must be an integer ≥ 1")
+        check_int("epochs", self.epochs, 1)
         check_seed("seed", self.seed)
 
     def updates(self, m: int) -> int:

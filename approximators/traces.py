@@ -35,10 +35,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from qapprox.approximators.features import check_features
-from qapprox.approximators.limits import as_float
-from qapprox.approximators.linear import check_positive, check_unit_interval, q_hat, v_hat
+from qapprox.approximators.linear import q_hat, v_hat
 from qapprox.approximators.monte_carlo import MAX_STEPS, episode_lengths, episodes_bytes
 from qapprox.envs.finite import FiniteMDP
+from qapprox.envs.validation import as_float, check_choice, check_positive, check_unit_interval
 
 TRACES = ("accumulating", "replacing", "dutch", "true-online")
 METHODS = (*TRACES, "offline-lambda-return")
@@ -46,8 +46,7 @@ METHODS = (*TRACES, "offline-lambda-return")
 
 def check_trace(trace: str, allowed: tuple[str, ...] = TRACES, features: np.ndarray | None = None) -> str:
     """trace, if it is one of allowed (and, for a replacing trace, the features are binary)."""
-    if trace not in allowed:
-        raise ValueError(f"trace={trace!r} is not one of {', '.join(allowed)}")
+    check_choice("trace", trace, allowed)
     if trace == "replacing" and features is not None and not np.isin(features, (0.0, 1.0)).all():
         raise ValueError("trace='replacing' needs binary features (every x_i in {0, 1})")
     return trace

@@ -14,6 +14,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from qapprox.envs.validation import check_float
+
 
 @dataclass(frozen=True, eq=False)
 class FiniteMDP:
@@ -43,8 +45,7 @@ class FiniteMDP:
             raise ValueError(f"P must have shape (S, A, S), got {P.shape}")
         if terminal.shape != (n_s,) or start.shape != (n_s,):
             raise ValueError(f"terminal and start must have shape ({n_s},)")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"gamma={self.gamma} is outside [0, 1]")
+        object.__setattr__(self, "gamma", check_float("gamma", self.gamma, 0.0, 1.0))
         if np.any(P < 0) or not np.allclose(P[~terminal].sum(-1), 1.0):
             raise ValueError("each P[s, a, :] of a non-terminal s must be a probability distribution")
         if not np.isclose(start.sum(), 1.0) or np.any(start[terminal] > 0):

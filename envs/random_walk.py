@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from qapprox.envs.finite import FiniteMDP
+from qapprox.envs.validation import check_int
 
 
 def random_walk(n_states: int = 19, max_jump: int = 1) -> FiniteMDP:
@@ -18,10 +19,8 @@ def random_walk(n_states: int = 19, max_jump: int = 1) -> FiniteMDP:
     terminates there. Starts in the middle state (n+1)//2, γ = 1, reward 0 otherwise.
     max_jump = 1 is the n-state walk of chapters 6-7 and 12; n = 1000, max_jump = 100 that of chapter 9.
     """
-    if not isinstance(n_states, (int, np.integer)) or n_states < 1:
-        raise ValueError(f"n_states={n_states!r} must be a positive integer")
-    if not isinstance(max_jump, (int, np.integer)) or max_jump < 1:
-        raise ValueError(f"max_jump={max_jump!r} must be a positive integer")
+    check_int("n_states", n_states, 1)
+    check_int("max_jump", max_jump, 1)
     n = n_states + 2
     P = np.zeros((n, 2, n))
     R = np.zeros((n, 2, n))

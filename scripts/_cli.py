@@ -10,7 +10,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from qapprox.approximators.limits import check_finite, check_threads
+from qapprox.approximators.limits import check_threads
+from qapprox.envs.validation import check_float
 
 # Exit status when the disk is full or read-only: the run stops, the last good checkpoint stays.
 EXIT_DISK = 3
@@ -61,7 +62,7 @@ def set_threads(n: int | None) -> int:
 def finite_float(text: str) -> float:
     """argparse type: a finite number (nan and ±inf refused)."""
     try:
-        return check_finite("value", float(text))
+        return check_float("value", float(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number") from None
 

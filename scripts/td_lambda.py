@@ -21,9 +21,10 @@ import numpy as np
 
 from qapprox.approximators.features import state_features
 from qapprox.approximators.limits import check_memory
-from qapprox.approximators.linear import check_positive, check_seed, check_unit_interval, rms_error
+from qapprox.approximators.linear import rms_error
 from qapprox.approximators.traces import METHODS, EpisodeBatch, check_offline, check_trace, td_lambda, td_lambda_bytes
 from qapprox.envs import make_mdp
+from qapprox.envs.validation import check_positive, check_seed, check_unit_interval
 from qapprox.dqn.logging import make_run_dir
 from qapprox.scripts._cli import ArgumentParser, check_run_dir, figure_path, finite_float, run, set_threads
 

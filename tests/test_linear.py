@@ -7,8 +7,6 @@ import torch
 from qapprox.approximators.features import block_state_action_features, state_action_features, state_features
 from qapprox.approximators.linear import (
     action_values,
-    check_positive,
-    check_unit_interval,
     grad_q_hat,
     grad_v_hat,
     q_hat,
@@ -17,6 +15,7 @@ from qapprox.approximators.linear import (
     v_hat,
 )
 from qapprox.envs import quiz9_mdp
+from qapprox.envs.validation import check_positive, check_unit_interval
 
 
 def test_v_hat_by_hand_and_batched_over_runs():
