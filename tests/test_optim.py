@@ -121,6 +121,7 @@ def test_bad_input_is_a_one_line_value_error(make, message):
 def test_gd_paths_script_logs_each_cost_curve_and_draws_the_png(tmp_path, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from qapprox.approximators.gd_paths import W_START, batch_sizes, compare, synthetic_data
     from qapprox.scripts import gd_paths
 
     flags = ["--m", "30", "--epochs", "5", "--batch-size", "6", "--logdir", str(tmp_path)]
@@ -133,9 +134,9 @@ def test_gd_paths_script_logs_each_cost_curve_and_draws_the_png(tmp_path, capsys
     events.Reload()
     assert sorted(events.Tags()["scalars"]) == ["cost/gd", "cost/minibatch", "cost/sgd"]
     # each curve is J(w) on the whole set per epoch, starting at J(w_start), one point per epoch
-    x, y = gd_paths.synthetic_data(30, 0.3, 0)
-    J_start = linear_squared_error(np.array(gd_paths.W_START), x, y)[0]
-    paths = gd_paths.compare(x, y, gd_paths.batch_sizes(30, 6), alpha=0.05, epochs=5, seed=0)
+    x, y = synthetic_data(30, 0.3, 0)
+    J_start = linear_squared_error(np.array(W_START), x, y)[0]
+    paths = compare(x, y, batch_sizes(30, 6), alpha=0.05, epochs=5, seed=0)
     for name, path in paths.items():
         scalars = events.Scalars(f"cost/{name}")
         assert [s.step for s in scalars] == list(range(6))

@@ -114,7 +114,7 @@ def test_output_paths_are_refused_before_the_work(script, argv, flag, bad, tmp_p
         argv = [str(tmp_path / "no_such_run"), *argv]  # before: its curves were read before --out was tried
     elif "--logdir" not in argv:
         argv = [*argv, "--logdir", str(tmp_path / "runs")]
-    work = {"td_lambda": "qapprox.approximators.traces.EpisodeBatch.sample", "gd_paths": "qapprox.scripts.gd_paths.compare",
+    work = {"td_lambda": "qapprox.approximators.traces.EpisodeBatch.sample", "gd_paths": "qapprox.approximators.gd_paths.compare",
             "mc_regression": "qapprox.envs.finite.FiniteMDP.episodes", "nn_regression": "qapprox.envs.finite.FiniteMDP.episodes",
             "plot_runs": "qapprox.scripts.plot_runs.read_scalars"}[script]
 
