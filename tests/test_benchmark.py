@@ -1,5 +1,5 @@
-"""The benchmark script, tiny: one seed, a few hundred steps, only to keep it working (the
-targets themselves are measured by `python -m scripts.benchmark`, not here)."""
+"""The benchmark's machinery (qapprox.dqn.benchmark), tiny: one seed, a few hundred steps, only to keep
+it working (the targets themselves are measured by `python -m scripts.benchmark`, not here)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from qapprox.dqn.benchmark import cleanrl, suites
+from qapprox.dqn.benchmark.linear import linear_benchmark
+from qapprox.dqn.benchmark.memory import case
+from qapprox.dqn.benchmark.report import solve_point
+from qapprox.dqn.benchmark.suites import BenchmarkSettings, run_suites, write_report
+from qapprox.dqn.benchmark.worker import sb3_kwargs
 from qapprox.dqn.config import preset
-from qapprox.scripts import bench_cleanrl, benchmark
-from qapprox.scripts.bench_report import rolling_mean, solve_point
-from qapprox.scripts.bench_worker import sb3_kwargs
+from qapprox.dqn.evaluation import reward_threshold, rolling_mean
 
 REPO = Path(__file__).resolve().parents[1]
+THRESHOLD = reward_threshold("CartPole-v1")  # 475
 
 
 def episodes_from(returns: list[float]) -> list[tuple[int, float, float]]:
@@ -30,12 +35,12 @@ def episodes_from(returns: list[float]) -> list[tuple[int, float, float]]:
 
 def test_solve_point_is_first_last10_mean_at_least_475():
     # 250 + 9 · 500 = 4750 → mean 475.0 after episode 10 exactly: solved there (step 4750, second 5.0).
-    assert solve_point(episodes_from([250.0] + [500.0] * 9)) == (4750, 5.0)
+    assert solve_point(episodes_from([250.0] + [500.0] * 9), THRESHOLD) == (4750, 5.0)
     # 249 + 4500 = 4749 → 474.9: not yet; after episode 11 the window is ten 500s (step 249 + 5000).
-    assert solve_point(episodes_from([249.0] + [500.0] * 10)) == (5249, 5.5)
-    assert solve_point(episodes_from([500.0] * 9)) is None  # fewer than 10 episodes
-    assert solve_point([]) is None
-    means = rolling_mean([float(k) for k in range(12)])
+    assert solve_point(episodes_from([249.0] + [500.0] * 10), THRESHOLD) == (5249, 5.5)
+    assert solve_point(episodes_from([500.0] * 9), THRESHOLD) is None  # fewer than 10 episodes
+    assert solve_point([], THRESHOLD) is None
+    means = rolling_mean([float(k) for k in range(12)], 10)
     assert means[:9].tolist() == pytest.approx([float("nan")] * 9, nan_ok=True)
     assert means[9:].tolist() == [4.5, 5.5, 6.5]  # (0+…+9)/10, (1+…+10)/10, (2+…+11)/10
 
@@ -45,11 +50,11 @@ def test_cleanrl_episode_lines_are_parsed_and_timed():
              (100.0, "global_step=19, episodic_return=[20.]\n"),
              (101.0, "SPS: 1873\n"),
              (102.0, "global_step=4019, episodic_return=[500.]\n")]
-    episodes, sps = bench_cleanrl.parse(lines)
+    episodes, sps = cleanrl.parse(lines)
     assert episodes == [(20, 0.0, 20.0), (4020, 2.0, 500.0)]  # steps counted from 1, time from the first episode
     assert sps == 4000 / 2.0
     with pytest.raises(RuntimeError, match="1 episode line"):
-        bench_cleanrl.parse(lines[:2])
+        cleanrl.parse(lines[:2])
 
 
 def test_sb3_gets_the_zoo_hyper_parameters():
@@ -64,9 +69,9 @@ def test_sb3_gets_the_zoo_hyper_parameters():
 
 
 def test_missing_stable_baselines3_is_a_one_line_error(monkeypatch, tmp_path):
-    monkeypatch.setattr(benchmark.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(suites.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ValueError, match=r"^stable_baselines3 is not installed.*pip install -e '\.\[bench\]'"):
-        benchmark.main(["--suites", "sb3", "--seeds", "0", "--steps", "300", "--out-dir", str(tmp_path)])
+        run_suites(BenchmarkSettings(suites=("sb3",), seeds=(0,), steps=300), tmp_path, command="test")
 
 
 def test_bad_suite_exits_2_with_one_line():
@@ -77,8 +82,9 @@ def test_bad_suite_exits_2_with_one_line():
 
 
 def test_tiny_default_suite_and_floor_end_to_end(tmp_path):
-    benchmark.main(["--suites", "floor,default", "--seeds", "0", "--steps", "1200", "--eval-episodes", "2",
-                    "--floor-iterations", "200", "--out-dir", str(tmp_path)])
+    settings = BenchmarkSettings(suites=("floor", "default"), seeds=(0,), steps=1200, eval_episodes=2, floor_iterations=200)
+    run_suites(settings, tmp_path, command="python -m scripts.benchmark --suites floor,default")
+    assert write_report(tmp_path) == [tmp_path / "dqn_benchmark.md", tmp_path / "dqn_vs_sb3.png"]
     floor = json.loads((tmp_path / "dqn_floor.json").read_text())["floors"]["CartPole-v1"]
     # The default preset updates every 2nd step after learning_starts=1000: 100 updates in 1200 steps.
     assert floor["updates_per_env_step"] == pytest.approx(100 / 1200)
@@ -100,3 +106,28 @@ def test_tiny_default_suite_and_floor_end_to_end(tmp_path):
     assert "| qapprox @ default preset | 0 | 1 | " in table
     assert "overhead over the floor at CartPole-v1" in table
     assert (tmp_path / "dqn_vs_sb3.png").stat().st_size > 10_000
+
+
+def test_benchmark_command_line_runs_a_suite_and_redraws(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "scripts.benchmark", "--suites", "floor", "--floor-iterations", "50",
+                           "--out-dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    floors = json.loads((tmp_path / "dqn_floor.json").read_text())["floors"]
+    assert set(floors) == {"sb3-zoo-cartpole", "CartPole-v1", "cleanrl-cartpole"}  # no training suite: every preset's
+    assert f"wrote {tmp_path / 'dqn_benchmark.md'}" in done.stdout
+
+
+def test_linear_sweep_and_its_loop_reference_agree():
+    result = linear_benchmark([0.0, 0.8], [0.1, 0.4], runs=3, episodes=2, loop_runs=2, transitions=2000, seed=0)
+    sweep = result["sweep"]
+    assert sweep["configs"] == 4 and sweep["loop_runs_timed"] == 2
+    assert sweep["max_relative_rms_difference_loop_vs_vectorised"] <= 1e-9
+    assert result["regression"]["transitions"] >= 2000
+    with pytest.raises(ValueError, match=r"loop-runs=4 must be an integer in \[1, 3\]"):
+        linear_benchmark([0.0], [0.1], runs=3, loop_runs=4)
+
+
+def test_memory_case_fills_the_buffer_it_trained():
+    result = case(capacity=500, steps=300, sample_every=100, fill=True, threads=1)
+    assert [sample["step"] for sample in result["samples"]] == [100, 200, 300]
+    assert result["samples"][-1]["stored"] <= 300 and result["peak_rss_mib"] >= result["rss_full_mib"] > 0
