@@ -8,6 +8,7 @@ Weights start at 0, episodes follow the uniform random policy, γ is the environ
 random walks). After each episode the RMS error over the non-terminal states is logged to
 TensorBoard (tag `rms_error`, mean over runs); `rms_error` in the JSON is that error averaged over
 the episodes and the runs. Every run sees its own episodes; in a sweep every (λ, α) sees the same ones.
+The work is approximators.td_prediction.td_prediction; this front checks the flags and paths, prints and logs.
 """
 
 from __future__ import annotations
@@ -19,17 +20,10 @@ import time
 
 import numpy as np
 
-from qapprox.approximators.features import state_features
-from qapprox.approximators.limits import check_memory
-from qapprox.approximators.linear import rms_error
-from qapprox.approximators.traces import METHODS, EpisodeBatch, check_offline, check_trace, td_lambda, td_lambda_bytes
+from qapprox.approximators.td_prediction import ALPHAS, LAMS, check_settings, figure, finite_or_none, td_prediction
 from qapprox.envs import make_mdp
-from qapprox.envs.validation import check_positive, check_seed, check_unit_interval
 from qapprox.dqn.logging import make_run_dir
 from qapprox.scripts._cli import ArgumentParser, check_run_dir, figure_path, finite_float, run, set_threads
-
-LAMS = (0.0, 0.4, 0.8, 0.9, 0.95, 0.975, 0.99, 1.0)
-ALPHAS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,63 +49,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def finite_or_none(values: np.ndarray) -> list:
-    """JSON has no inf/nan: diverged entries become null."""
-    return [finite_or_none(v) if np.ndim(v) else (float(v) if np.isfinite(v) else None) for v in values]
-
-
-def sweep_figure(lams, alphas, rms: np.ndarray, title: str):
-    """RMS error against α, a line per λ, y clipped to [0.25, 0.55] like S&B Figure 12.3."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    for lam, row in zip(lams, rms):
-        ax.plot(alphas, np.where(np.isfinite(row), row, np.nan), marker=".", label=f"λ={lam:g}")
-    ax.set(xlabel="α", ylabel="RMS error, averaged over states, episodes and runs", title=title,
-           ylim=(0.25, 0.55), xlim=(0, max(alphas)))
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.episodes < 1 or args.runs < 1:
-        raise ValueError(f"episodes={args.episodes} and runs={args.runs} must be ≥ 1")
-    check_seed("seed", args.seed)
-    mdp = make_mdp(args.env)
-    check_trace(args.trace, METHODS)
-    check_offline(args.trace, args.offline)
     lams, alphas = (args.lams, args.alphas) if args.sweep else ([args.lam], [args.alpha])
-    lam_values, alpha_values = check_unit_interval("lam", lams), check_positive("alpha", alphas)
+    check_settings(args.trace, lams, alphas, args.runs, args.episodes, args.seed, args.offline)
+    mdp = make_mdp(args.env)
     name = f"{args.trace}{'-offline' if args.offline else ''}"
     threads = set_threads(args.threads)                       # torch is used only for TensorBoard here
     png = figure_path("--png", args.png) if args.sweep and args.png else None
-    X, pi = state_features(mdp), mdp.uniform_policy()
-    configs = len(lams) * len(alphas)
-    check_memory(f"TD(λ) on {args.runs:,} runs × {args.episodes:,} episodes × {configs:,} (λ, α)",
-                 td_lambda_bytes(mdp, pi, args.runs, args.episodes, configs, X.shape[1]))
     log_dir = check_run_dir("--logdir", make_run_dir(
         args.logdir, args.env, f"td_lambda-{name}{'-sweep' if args.sweep else ''}", args.seed))
-    lam_grid, alpha_grid = (g.ravel() for g in np.meshgrid(lam_values, alpha_values, indexing="ij"))
-    v_pi, _ = mdp.evaluate(pi)
-    batch = EpisodeBatch.sample(mdp, pi, args.runs, args.episodes, np.random.default_rng(args.seed))
-
     start = time.perf_counter()
 
     def progress(e: int, w: np.ndarray) -> None:
         if args.sweep:
-            print(f"episode {e + 1}/{args.episodes}: {len(lam_grid)} (λ, α) × {args.runs} runs, "
+            print(f"episode {e + 1}/{args.episodes}: {len(lams) * len(alphas)} (λ, α) × {args.runs} runs, "
                   f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
 
-    w = td_lambda(batch, X, trace=args.trace, alpha=alpha_grid, lam=lam_grid, offline=args.offline, on_episode=progress)
-    seconds = time.perf_counter() - start
-    rms = rms_error(w, X, v_pi, mdp.nonterminal)              # (episodes, configs, runs)
-    per_episode = rms.mean(axis=2)                            # mean over runs
-    average = per_episode.mean(axis=0).reshape(len(lams), len(alphas))
+    result = td_prediction(mdp, args.trace, lams, alphas, args.runs, args.episodes, args.seed, args.offline, progress)
+    per_episode, average = result.per_episode, result.average
 
     if not args.json:
         print(f"threads: {threads}")
@@ -119,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with SummaryWriter(log_dir) as writer:
         if args.sweep:
-            title = f"{name} TD(λ), {args.env}: {args.runs} runs × {args.episodes} episodes"
-            fig = sweep_figure(lams, alphas, average, title)
+            fig = figure(result, f"{name} TD(λ), {args.env}: {args.runs} runs × {args.episodes} episodes")
             png = png or log_dir / "sweep.png"
             fig.savefig(png, dpi=120)
             writer.add_figure("sweep", fig)
@@ -132,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 writer.add_scalar("rms_error", value, e + 1)
 
     common = {"env": args.env, "trace": args.trace, "offline": args.offline, "gamma": mdp.gamma,
-              "episodes": args.episodes, "runs": args.runs, "seed": args.seed, "seconds": round(seconds, 3)}
+              "episodes": args.episodes, "runs": args.runs, "seed": args.seed, "seconds": round(result.seconds, 3)}
     if args.json:
         if args.sweep:
             print(json.dumps({**common, "lams": lams, "alphas": alphas, "rms_error": finite_or_none(average)}))
@@ -141,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                               "rms_error_per_episode": finite_or_none(per_episode[:, 0])}))
         return 0
     print(f"{name} TD(λ) on {args.env} (γ={mdp.gamma:g}): {args.runs} runs × {args.episodes} episodes, "
-          f"{len(lam_grid)} (λ, α) in {seconds:.2f} s")
+          f"{len(lams) * len(alphas)} (λ, α) in {result.seconds:.2f} s")
     if args.sweep:
         print("average RMS error (rows λ, columns α; >10: diverging):")
         print("   λ \\ α " + "".join(f"{a:>8g}" for a in alphas))
