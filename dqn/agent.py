@@ -37,7 +37,8 @@ from qapprox.dqn.config import DQNConfig, replace
 from qapprox.dqn.env_factory import check_vector_env, make_vector_env
 from qapprox.dqn.evaluation import EVAL_SEED_OFFSET, greedy_returns, reward_threshold, solved
 from qapprox.dqn.logging import RunLogger, discounted_returns, make_run_dir
-from qapprox.dqn.replay import Batch, PrioritizedReplayBuffer, ReplayBuffer
+from qapprox.dqn.prioritized import PrioritizedReplayBuffer
+from qapprox.dqn.replay import Batch, ReplayBuffer
 from qapprox.dqn.schedules import LinearSchedule
 from qapprox.dqn.schema import CheckpointMeta, check_optimizer_state, check_tensors, check_torch_rng, parse_meta
 
@@ -100,7 +101,7 @@ class DQN:
                              n_envs=self.n_envs, n_step=config.n_step, gamma=config.gamma,
                              device=self.device, seed=config.seed)
         self.replay = (PrioritizedReplayBuffer(**buffer_kwargs, alpha=config.priority_alpha,
-                                               beta0=config.priority_beta0, eps=config.priority_eps)
+                                               beta0=config.priority_beta0, priority_eps=config.priority_eps)
                        if config.prioritized else ReplayBuffer(**buffer_kwargs))
         self._update_step = torch.compile(self.update) if config.compile else self.update
 
@@ -626,8 +627,8 @@ def checkpoint_size_limit(meta: CheckpointMeta) -> int:
     config = meta.config
     nbytes = 16 * parameter_count(config, meta.obs_shape, meta.n_actions)
     if config.save_replay:
-        nbytes += ReplayBuffer.storage_bytes(config.buffer_size, meta.obs_shape, 8, config.n_envs, config.n_step,
-                                             config.prioritized)
+        replay = PrioritizedReplayBuffer if config.prioritized else ReplayBuffer
+        nbytes += replay.storage_bytes(config.buffer_size, meta.obs_shape, 8, config.n_envs, config.n_step)
     return 2 * nbytes + (1 << 20)
 
 

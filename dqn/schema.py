@@ -9,6 +9,7 @@ file are never obeyed (EXECUTION_FIELDS). dqn.checkpoint reads the bytes; this m
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,8 @@ import torch
 
 from qapprox.dqn.checkpoint import CheckpointError
 from qapprox.dqn.config import DQNConfig
+from qapprox.envs.validation import MAX_INT, PCG64_MAX, check_int, check_pcg64_increment
 
-MAX_COUNT = 2**53  # counters stay exact in float64 (TensorBoard) and far below int64
 EXECUTION_FIELDS = ("threads", "device", "compile", "vectorization")  # the caller's, or DQNConfig's defaults
 
 
@@ -48,7 +49,7 @@ def parse_meta(path: str | Path, meta: Any) -> CheckpointMeta:
     except ValueError as exc:
         raise CheckpointError(f"{path}: config: {exc}") from None
     counters = _dict(path, "counters", meta.get("counters"))
-    global_step = _int(path, "counters.global_step", counters.get("global_step"), 0, MAX_COUNT)
+    global_step = _int(path, "counters.global_step", counters.get("global_step"), 0, MAX_INT)
     best = counters.get("best_eval_return")
     if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float)) or not math.isfinite(best)):
         raise CheckpointError(f"{path}: counters.best_eval_return={best!r} must be a finite number or null")
@@ -61,8 +62,8 @@ def parse_meta(path: str | Path, meta: Any) -> CheckpointMeta:
         raise CheckpointError(f"{path}: obs_shape={list(obs_shape)} has more than 2**28 elements")
     return CheckpointMeta(
         config=config, global_step=global_step,
-        episodes=_int(path, "counters.episodes", counters.get("episodes"), 0, MAX_COUNT),
-        updates=_int(path, "counters.updates", counters.get("updates"), 0, MAX_COUNT),
+        episodes=_int(path, "counters.episodes", counters.get("episodes"), 0, MAX_INT),
+        updates=_int(path, "counters.updates", counters.get("updates"), 0, MAX_INT),
         best_eval_return=None if best is None else float(best),
         solved_step=None if solved is None else _int(path, "counters.solved_step", solved, 0, global_step),
         obs_shape=obs_shape, n_actions=_int(path, "n_actions", meta.get("n_actions"), 1, 2**20),
@@ -118,7 +119,7 @@ def check_optimizer_state(path: str | Path, saved: Any, optimizer: str,
                                   "Adam's are exp_avg, exp_avg_sq, step")
         step = entry["step"]
         if not isinstance(step, torch.Tensor) or step.numel() != 1 or not step.is_floating_point() or \
-                not 0 <= float(step) <= MAX_COUNT:
+                not 0 <= float(step) <= MAX_INT:
             raise CheckpointError(f"{path}: optimizer.state[{index}].step must be one number in [0, 2**53]")
         steps.append(step.reshape(()).float())
         reference = torch.empty(shape, dtype=torch.float32)
@@ -150,10 +151,16 @@ def _dict(path: str | Path, name: str, value: Any) -> dict:
 
 
 def _int(path: str | Path, name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        bound = {MAX_COUNT: "2**53", 2**128 - 1: "2**128 - 1", 2**32 - 1: "2**32 - 1"}.get(high, f"{high:,}")
-        raise CheckpointError(f"{path}: {name}={value!r} must be an integer in [{low}, {bound}]")
-    return value
+    """check_int, failing as a CheckpointError that names the file (a JSON integer in [low, high], not a bool)."""
+    return _checked(path, check_int, name, value, low, high)
+
+
+def _checked(path: str | Path, check: Callable[..., Any], *args: Any) -> Any:
+    """check(*args), a qapprox.envs.validation check, with its ValueError raised as a CheckpointError on `path`."""
+    try:
+        return check(*args)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
 
 
 def _numpy_rng(path: str | Path, value: Any) -> dict[str, Any]:
@@ -163,10 +170,9 @@ def _numpy_rng(path: str | Path, value: Any) -> dict[str, Any]:
     if value.get("bit_generator") != "PCG64" or set(value) != {"bit_generator", "state", "has_uint32", "uinteger"} \
             or set(inner) != {"state", "inc"}:
         raise CheckpointError(f"{path}: numpy_rng must be a PCG64 state (bit_generator, state, has_uint32, uinteger)")
-    if isinstance(inner["inc"], int) and inner["inc"] % 2 == 0:  # numpy's increments are odd; even ones degenerate
-        raise CheckpointError(f"{path}: numpy_rng.state.inc={inner['inc']} must be odd (a PCG64 increment)")
     return {"bit_generator": "PCG64",
-            "state": {key: _int(path, f"numpy_rng.state.{key}", inner[key], 0, 2**128 - 1) for key in ("state", "inc")},
+            "state": {"state": _int(path, "numpy_rng.state.state", inner["state"], 0, PCG64_MAX),
+                      "inc": _checked(path, check_pcg64_increment, "numpy_rng.state.inc", inner["inc"])},
             "has_uint32": _int(path, "numpy_rng.has_uint32", value["has_uint32"], 0, 1),
             "uinteger": _int(path, "numpy_rng.uinteger", value["uinteger"], 0, 2**32 - 1)}
 

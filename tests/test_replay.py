@@ -13,7 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from qapprox.dqn.replay import Batch, PrioritizedReplayBuffer, ReplayBuffer, SumTree
+from qapprox.dqn.prioritized import PrioritizedReplayBuffer
+from qapprox.dqn.replay import Batch, ReplayBuffer
+from qapprox.dqn.schedules import LinearSchedule
+from qapprox.dqn.sum_tree import SumTree
 
 # χ²_{0.999} quantiles: a correct sampler fails a test at this threshold with probability 0.001
 # (the seeds are fixed, so each test is deterministic; stratified sampling only lowers χ²).
@@ -345,9 +348,10 @@ def test_a_copied_sum_tree_updates_its_own_nodes():
     np.testing.assert_array_equal(clone.sums, sums)
     np.testing.assert_array_equal(clone.mins, mins)
 
-def prioritized(td_errors, alpha=0.6, beta0=0.4, seed=0, eps=1e-6):
-    """A prioritized buffer holding len(td_errors) one-step transitions S=0,1,… with p = |δ| + eps."""
-    buffer = PrioritizedReplayBuffer(capacity=16, obs_shape=(1,), alpha=alpha, beta0=beta0, eps=eps, seed=seed)
+def prioritized(td_errors, alpha=0.6, beta0=0.4, seed=0, priority_eps=1e-6):
+    """A prioritized buffer holding len(td_errors) one-step transitions S=0,1,… with p = |δ| + priority_eps."""
+    buffer = PrioritizedReplayBuffer(capacity=16, obs_shape=(1,), alpha=alpha, beta0=beta0, priority_eps=priority_eps,
+                                     seed=seed)
     for t in range(len(td_errors)):
         step(buffer, [t], [0], [0], [t + 1])
     buffer.update_priorities(np.arange(len(td_errors)), np.asarray(td_errors, dtype=np.float64))
@@ -355,7 +359,7 @@ def prioritized(td_errors, alpha=0.6, beta0=0.4, seed=0, eps=1e-6):
 
 
 def test_prioritized_sampling_frequencies_match_priorities():
-    td = np.array([0.1, 0.5, 1.0, 2.0, 4.0, 0.0])  # the last has p = eps: P ≈ 1e-5
+    td = np.array([0.1, 0.5, 1.0, 2.0, 4.0, 0.0])  # the last has p = priority_eps: P ≈ 1e-5
     buffer = prioritized(td, alpha=0.7, seed=11)
     p_alpha = (np.abs(td) + 1e-6) ** 0.7
     P = p_alpha / p_alpha.sum()
@@ -402,9 +406,10 @@ def test_new_transitions_get_the_largest_priority_and_overwritten_rows_keep_thei
 def test_beta_schedule():
     buffer = PrioritizedReplayBuffer(capacity=4, obs_shape=(1,), beta0=0.4)
     assert buffer.beta == 0.4
-    buffer.anneal_beta(0.5)
+    beta = LinearSchedule(buffer.beta0, 1.0, duration=1.0)  # β from β0 to 1 over the progress of training
+    buffer.set_beta(beta(0.5))
     assert buffer.beta == pytest.approx(0.7)
-    buffer.anneal_beta(3.0)
+    buffer.set_beta(beta(3.0))
     assert buffer.beta == 1.0
 
 
@@ -470,7 +475,7 @@ def test_state_dict_from_other_settings_is_refused():
         (lambda: ReplayBuffer(10, (4,), device="abacus"), "device='abacus'"),
         (lambda: PrioritizedReplayBuffer(10, (4,), alpha=-1), "alpha=-1"),
         (lambda: PrioritizedReplayBuffer(10, (4,), beta0=1.5), "beta0=1.5 is outside [0, 1]"),
-        (lambda: PrioritizedReplayBuffer(10, (4,), eps=0), "eps=0"),
+        (lambda: PrioritizedReplayBuffer(10, (4,), priority_eps=0), "priority_eps=0"),
         (lambda: PrioritizedReplayBuffer(10, (4,)).set_beta(2), "beta=2 is outside [0, 1]"),
         (lambda: ReplayBuffer(10**9, (4, 84, 84), np.uint8), "capacity=1000000000 needs"),
     ],
