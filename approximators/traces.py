@@ -37,6 +37,7 @@ import numpy as np
 from qapprox.approximators.features import check_features
 from qapprox.approximators.linear import q_hat, v_hat
 from qapprox.approximators.monte_carlo import MAX_STEPS, episode_lengths, episodes_bytes
+from qapprox.approximators.policies import epsilon_greedy
 from qapprox.envs.finite import FiniteMDP
 from qapprox.envs.validation import as_float, check_choice, check_positive, check_unit_interval
 
@@ -284,14 +285,6 @@ def td_lambda(
     return history
 
 
-def epsilon_greedy(q: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
-    """A ~ ε-greedy(q): uniform over actions with probability ε, else argmax_a q(a), ties at random."""
-    ties = q == q.max(axis=-1, keepdims=True)
-    greedy = np.argmax(ties * (1.0 + rng.random(q.shape)), axis=-1)
-    explore = rng.random(q.shape[:-1]) < epsilon
-    return np.where(explore, rng.integers(q.shape[-1], size=q.shape[:-1]), greedy)
-
-
 @dataclass(frozen=True)
 class ControlResult:
     """SARSA(λ) control: w after each episode (episodes, configs, runs, d), its length T and return G_0."""
@@ -324,7 +317,8 @@ def sarsa_lambda(
     lengths, returns = np.zeros((episodes, *rows), dtype=int), np.zeros((episodes, *rows))
 
     def policy(s: np.ndarray) -> np.ndarray:
-        return epsilon_greedy(q_hat(learner.w[..., None, :], X_sa[s]), epsilon, rng)  # q̂(s, ·, w)
+        q = q_hat(learner.w[..., None, :], X_sa[s])  # q̂(s, ·, w)
+        return epsilon_greedy(q, epsilon, rng, random_ties=True)
 
     with np.errstate(over="ignore", invalid="ignore"):
         for e in range(episodes):
