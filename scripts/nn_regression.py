@@ -13,14 +13,10 @@ TensorBoard: RUN/v and RUN/q, tag cost/mse (J(w) after each epoch); RUN/cost.png
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
-from torch.utils.tensorboard import SummaryWriter
 
-from qapprox.approximators.features import state_action_features, state_features
-from qapprox.approximators.limits import check_memory
-from qapprox.approximators.monte_carlo import episode_lengths, regression_bytes, regression_data
+from qapprox.approximators.mc_prediction import cost_figure, network_prediction, network_training_sets
 from qapprox.approximators.networks import ACTIVATIONS, summary
 from qapprox.approximators.nn_regression import OPTIMIZERS, NeuralRegression
 from qapprox.envs import MDP_NAMES, make_mdp
@@ -57,65 +53,32 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.episodes < 1:
         raise ValueError(f"episodes={args.episodes} must be ≥ 1")
-    config = dict(hidden=tuple(args.hidden), activation=args.activation, optimizer=args.optimizer, alpha=args.alpha,
-                  batch_size=args.batch_size, epochs=args.epochs, seed=args.seed)
-    model = NeuralRegression(**config)  # bad flags fail here, before any episode is collected
+    model = NeuralRegression(hidden=tuple(args.hidden), activation=args.activation, optimizer=args.optimizer,
+                             alpha=args.alpha, batch_size=args.batch_size, epochs=args.epochs, seed=args.seed)
     mdp = make_mdp(args.env)
     threads = set_threads(args.threads)
-    pi = mdp.uniform_policy()
-    X, X_sa = state_features(mdp), state_action_features(mdp)
-    data = regression_bytes(mdp, pi, args.episodes, X.shape[-1] + X_sa.shape[-1])  # both training sets at once
-    check_memory(f"regression of returns on {args.episodes:,} {args.env} episodes", data)
-    model.check_memory(round(args.episodes * episode_lengths(mdp, pi, args.episodes)[0]), X_sa.shape[-1], held=data)
     directory = check_run_dir("--logdir", make_run_dir(args.logdir, args.env, "nn_regression", args.seed))
-    v_pi, q_pi = mdp.evaluate(pi)
-    episodes = mdp.episodes(pi, args.episodes, np.random.default_rng(args.seed))
-    X_v, G_v = regression_data(episodes, X, mdp.gamma, first_visit=args.first_visit)
-    X_q, G_q = regression_data(episodes, X_sa, mdp.gamma, action_values=True, first_visit=args.first_visit)
-    model.check_rows(min(G_v.size, G_q.size))  # before the run directory is made
+    data = network_training_sets(mdp, args.episodes, model, first_visit=args.first_visit, seed=args.seed, name=args.env)
     visits = "first-visit" if args.first_visit else "every-visit"
-    print(f"env {args.env}, uniform policy, {args.episodes} episodes: {G_v.size} returns ({visits}); threads {threads}")
-
-    fits = {}
-    for name, (inputs, targets) in {"v": (X_v, G_v), "q": (X_q, G_q)}.items():
-        with SummaryWriter(str(directory / name)) as writer:
-            fits[name] = NeuralRegression(**config, writer=writer).fit(inputs, targets)
+    print(f"env {args.env}, uniform policy, {args.episodes} episodes: {data.returns} returns ({visits}); threads {threads}")
+    fits = network_prediction(mdp, data, model, log_dir=directory)
     print("\nThe network of q̂ (that of v̂ has the same layers on x(s)):")
-    summary(fits["q"].network, (X_sa.shape[-1],))
+    summary(fits.q.network, (fits.q.network[0].in_features,))
 
-    states = mdp.nonterminal
-    v_hat = fits["v"].predict(X[states])
-    q_hat = fits["q"].predict(X_sa[states].reshape(-1, X_sa.shape[-1])).reshape(states.size, mdp.n_actions)
+    states, v_pi, q_pi, v_hat, q_hat = mdp.nonterminal, fits.v_pi, fits.q_pi, fits.v_hat, fits.q_hat
     print(f"\n{'state':<10}{'v̂(s)':>11}{'v_π(s)':>10}{'error':>10}")
     for s, value in zip(states, v_hat):
         print(f"{mdp.state_names[s]:<10}{value:>10.3f}{v_pi[s]:>10.3f}{value - v_pi[s]:>10.3f}")
-    print(f"RMS error of v̂: {np.sqrt(np.mean((v_hat - v_pi[states]) ** 2)):.4f}   J(w) = {fits['v'].costs[-1]:.4f}")
+    print(f"RMS error of v̂: {np.sqrt(np.mean((v_hat - v_pi[states]) ** 2)):.4f}   J(w) = {fits.v.costs[-1]:.4f}")
     print(f"\n{'state':<10}{'action':<10}{'q̂(s,a)':>11}{'q_π(s,a)':>10}{'error':>10}")
     for i, s in enumerate(states):
         for a in range(mdp.n_actions):
             print(f"{mdp.state_names[s]:<10}{mdp.action_names[a]:<10}{q_hat[i, a]:>10.3f}{q_pi[s, a]:>10.3f}{q_hat[i, a] - q_pi[s, a]:>10.3f}")
-    print(f"RMS error of q̂: {np.sqrt(np.mean((q_hat - q_pi[states]) ** 2)):.4f}   J(w) = {fits['q'].costs[-1]:.4f}")
+    print(f"RMS error of q̂: {np.sqrt(np.mean((q_hat - q_pi[states]) ** 2)):.4f}   J(w) = {fits.q.costs[-1]:.4f}")
 
-    save_cost_plot(fits, directory / "cost.png", f"NN regression of returns, {args.env}")
+    cost_figure(fits, f"NN regression of returns, {args.env}").savefig(directory / "cost.png", dpi=100)
     print(f"\nTensorBoard: tensorboard --logdir {directory}   (tag cost/mse, runs v and q); wrote {directory / 'cost.png'}")
     return 0
-
-
-def save_cost_plot(fits: dict[str, NeuralRegression], path: Path, title: str) -> None:
-    """J(w) after each epoch, one curve per fitted network, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(6, 4))
-    for name, fit in fits.items():
-        axes.plot(np.arange(1, len(fit.costs) + 1), fit.costs, label=f"{name}̂ fitted to G_t")
-    axes.set(xlabel="epoch", ylabel="J(w), mean squared error", title=title)
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 if __name__ == "__main__":
