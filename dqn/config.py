@@ -3,6 +3,7 @@
     config = DQNConfig()                                  # defaults: solve CartPole-v1
     config = preset("Acrobot-v1", seed=3)                 # a preset, then overrides
     config = from_toml("my.toml", base=config)            # a file's keys over a base config
+    config, given = resolve({"seed": 3}, config_file="my.toml")   # preset < file < flags, as train_dqn
 
 The defaults are the "CartPole-v1" preset. Every field is also a flag of `scripts.train_dqn`.
 """
@@ -10,13 +11,15 @@ The defaults are the "CartPole-v1" preset. Every field is also a flag of `script
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
+import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from qapprox.approximators.networks import Q_NETWORK_KINDS
 from qapprox.dqn.logging import check_name
+from qapprox.envs.validation import MAX_INT, SEED_MAX, check_choice, check_float, check_int, is_int
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,13 +29,11 @@ else:  # pragma: no cover - Python 3.10
 LOSSES = ("huber", "mse")
 OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
-Q_NETWORKS = ("mlp", "cnn", "linear")
 VECTORIZATION = ("sync", "async")
-MAX_INT = 2**53  # integer fields: exact as float64 (TOML floats, TensorBoard steps); 1e30 is refused
 MAX_LAYERS, MAX_WIDTH = 64, 2**20  # hidden: layers and units per layer
 # Integer fields with a tighter range than [0 or 1, MAX_INT]: what one process can sensibly hold or run.
 INT_RANGES = {
-    "seed": (0, 2**32 - 1),  # numpy's legacy seeding takes 32 bits
+    "seed": (0, SEED_MAX),  # numpy's legacy seeding takes 32 bits
     "n_envs": (1, 4096),  # environment copies in one vector env
     "n_step": (1, 1000),  # the replay's n-step tables are n × n
     "eval_episodes": (1, 10_000),  # one env per evaluation episode
@@ -98,37 +99,35 @@ class DQNConfig:
 
     def validate(self) -> DQNConfig:
         """Raise a one-line ValueError for the first bad value; return self."""
-        _check_choice("q_network", self.q_network, Q_NETWORKS)
-        _check_choice("loss", self.loss, LOSSES)
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("device", self.device, DEVICES)
-        _check_choice("vectorization", self.vectorization, VECTORIZATION)
+        check_choice("q_network", self.q_network, Q_NETWORK_KINDS)
+        check_choice("loss", self.loss, LOSSES)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("device", self.device, DEVICES)
+        check_choice("vectorization", self.vectorization, VECTORIZATION)
         check_name("run_name", self.run_name)
         if not isinstance(self.logdir, str):
             raise ValueError(f"logdir={self.logdir!r} must be a string ('' writes nothing)")
         if not isinstance(self.env_id, str) or not self.env_id:
             raise ValueError(f"env_id={self.env_id!r} must be a non-empty gymnasium id")
         for name in ("total_timesteps", "learning_starts", "eval_interval", "checkpoint_interval"):
-            _check_int(name, getattr(self, name), minimum=0)
+            check_int(name, getattr(self, name), 0)
         for name in ("batch_size", "buffer_size", "train_freq", "gradient_steps", "target_update_interval",
                      "log_interval", "threads"):
-            _check_int(name, getattr(self, name), minimum=1)
+            check_int(name, getattr(self, name), 1)
         for name, (low, high) in INT_RANGES.items():
-            _check_int(name, getattr(self, name), minimum=low, maximum=high)
+            check_int(name, getattr(self, name), low, high)
         if not self.hidden or len(self.hidden) > MAX_LAYERS or \
-                any(isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= MAX_WIDTH for h in self.hidden):
+                any(not is_int(h) or not 1 <= h <= MAX_WIDTH for h in self.hidden):
             shown = repr(self.hidden) if len(repr(self.hidden)) < 80 else f"({len(self.hidden)} layers)"
             raise ValueError(f"hidden={shown} must be 1 to {MAX_LAYERS} layer widths in [1, {MAX_WIDTH:,}], e.g. (256, 256)")
-        _check_range("gamma", self.gamma, 0.0, 1.0)
-        _check_range("tau", self.tau, 0.0, 1.0, low_open=True)
+        check_float("gamma", self.gamma, 0.0, 1.0)
+        check_float("tau", self.tau, 0.0, 1.0, low_open=True)
         for name in ("exploration_initial", "exploration_final", "exploration_fraction", "priority_beta0"):
-            _check_range(name, getattr(self, name), 0.0, 1.0)
-        _check_positive("learning_rate", self.learning_rate)
-        _check_positive("priority_eps", self.priority_eps)
-        if not _is_number(self.priority_alpha) or self.priority_alpha < 0:
-            raise ValueError(f"priority_alpha={self.priority_alpha} must be ≥ 0")
-        if not _is_number(self.max_grad_norm) or self.max_grad_norm < 0:
-            raise ValueError(f"max_grad_norm={self.max_grad_norm} must be ≥ 0 (0 turns clipping off)")
+            check_float(name, getattr(self, name), 0.0, 1.0)
+        check_float("learning_rate", self.learning_rate, 0.0, low_open=True)
+        check_float("priority_eps", self.priority_eps, 0.0, low_open=True)
+        check_float("priority_alpha", self.priority_alpha, 0.0)
+        check_float("max_grad_norm", self.max_grad_norm, 0.0)  # 0 turns clipping off
         if self.batch_size > self.buffer_size:
             raise ValueError(f"batch_size={self.batch_size} is larger than buffer_size={self.buffer_size}")
         return self
@@ -195,9 +194,7 @@ PRESETS["PongNoFrameskip-v4"] = {**PRESETS["ALE/Pong-v5"], "env_id": "PongNoFram
 
 def preset(name: str, **overrides: Any) -> DQNConfig:
     """The named preset (a key of PRESETS), with keyword overrides; validated."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; allowed: {', '.join(PRESETS)}")
-    return replace(replace(DQNConfig(), PRESETS[name], f"preset {name}"), overrides, "overrides").validate()
+    return resolve(overrides, name, source="overrides")[0]
 
 
 def replace(config: DQNConfig, values: dict[str, Any], source: str = "config") -> DQNConfig:
@@ -213,24 +210,56 @@ def replace(config: DQNConfig, values: dict[str, Any], source: str = "config") -
 
 def from_toml(path: str | Path, base: DQNConfig | None = None) -> DQNConfig:
     """A TOML file's top-level keys over `base` (default DQNConfig()); missing file → FileNotFoundError."""
+    return replace(base or DQNConfig(), _read_toml(path), f"config file {path}")
+
+
+def _read_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"config file {path} is a directory, not a TOML file")
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
     try:
-        values = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"config file {path} is not valid TOML: {str(exc).splitlines()[0]}") from None
-    return replace(base or DQNConfig(), values, f"config file {path}")
 
 
-def coerce(name: str, value: Any, annotation: str) -> Any:
-    """`value` as the field's type (annotations are strings here); a mismatch is a one-line ValueError."""
-    kind = annotation.replace(" ", "")
+def resolve(flags: dict[str, Any], preset_name: str | None = None, config_file: str | Path | None = None,
+            source: str = "flags") -> tuple[DQNConfig, dict[str, Any]]:
+    """The validated config of a run and the fields given for it. Precedence, lowest first:
+
+        DQNConfig() defaults < preset < TOML config file < flags
+
+    The preset is `preset_name`, else the env id's own preset if one ships (the env id of the flags, else
+    the file's, else the default's). The fields given are the flags and the file's values that differ
+    from the defaults: what a resumed run sets over its checkpoint's config. The training script and the
+    sweep (which checks every trial's config before Ray starts) both build configs here."""
+    defaults, default_values = DQNConfig(), DQNConfig().to_dict()
+    file_values = {} if config_file is None else _read_toml(config_file)
+    file_source = f"config file {config_file}"
+    from_file = replace(defaults, file_values, file_source).to_dict()
+    changed = {name: value for name, value in from_file.items() if value != default_values[name]}
+    env_id = flags.get("env_id", changed.get("env_id", defaults.env_id))
+    name = preset_name if preset_name is not None else env_id if env_id in PRESETS else None
+    if name is not None and name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; allowed: {', '.join(PRESETS)}")
+    config = defaults if name is None else replace(defaults, PRESETS[name], f"preset {name}")
+    config = replace(replace(config, file_values, file_source), flags, source).validate()
+    return config, {**changed, **flags}
+
+
+def coerce(name: str, value: Any, annotation: str | type) -> Any:
+    """`value` as the field's type, or a one-line ValueError. `annotation` is the field's annotation as the
+    dataclass holds it ('tuple[int, ...]') or the type itself (tuple[int, ...], int).
+
+    Text is read as a flag spells it: true / false, 20_000 or 2e4 (an integer), 3e-4, 64,64 or '64 64'.
+    The one parser of values: flags, TOML files, saved configs and the sweep's grid values all come here."""
+    kind = (annotation if isinstance(annotation, str) else
+            str(annotation) if typing.get_args(annotation) else annotation.__name__).replace(" ", "")
     if kind == "bool":
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
         if isinstance(value, bool):
             return value
     elif kind == "int":
@@ -270,29 +299,3 @@ def _parse_number(name: str, text: str, kind: type) -> Any:
             raise ValueError(f"{name}={text!r} is not a valid integer (at most 2**53 in size)")
         return int(number)
     return number
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not allowed; allowed: {', '.join(allowed)}")
-
-
-def _check_int(name: str, value: Any, minimum: int, maximum: int = MAX_INT) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        low_only = maximum == MAX_INT and isinstance(value, int) and value < minimum
-        high = "2**53" if maximum == MAX_INT else f"{maximum:,}"
-        raise ValueError(f"{name}={value!r} must be an integer {f'≥ {minimum}' if low_only else f'in [{minimum}, {high}]'}")
-
-
-def _check_range(name: str, value: Any, low: float, high: float, low_open: bool = False) -> None:
-    if not _is_number(value) or value > high or value < low or (low_open and value == low):
-        raise ValueError(f"{name}={value} is outside {'(' if low_open else '['}{low:g}, {high:g}]")
-
-
-def _check_positive(name: str, value: Any) -> None:
-    if not _is_number(value) or value <= 0:
-        raise ValueError(f"{name}={value} must be > 0")

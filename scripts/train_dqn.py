@@ -18,7 +18,7 @@ import argparse
 import sys
 from dataclasses import fields
 
-from qapprox.dqn.config import PRESETS, DQNConfig, coerce, from_toml, replace
+from qapprox.dqn.config import PRESETS, DQNConfig, coerce, resolve
 from qapprox.scripts._cli import ArgumentParser, run, set_threads
 
 ALIASES = {"env_id": ["--env"]}
@@ -59,19 +59,9 @@ def _typed(name: str, annotation: str):
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[DQNConfig, dict]:
-    """(config, the flags given): defaults < preset < config file < flags."""
+    """(config, the fields given) by dqn.config.resolve: defaults < preset < config file < flags."""
     flags = {field.name: getattr(args, field.name) for field in fields(DQNConfig) if getattr(args, field.name) is not None}
-    file_config = from_toml(args.config) if args.config else None
-    file_values = {} if file_config is None else {
-        name: value for name, value in file_config.to_dict().items() if value != DQNConfig().to_dict()[name]}
-    env_id = flags.get("env_id", file_values.get("env_id", DQNConfig.env_id))
-    preset_name = args.preset or (env_id if env_id in PRESETS else None)
-    config = DQNConfig()
-    if preset_name is not None:
-        config = replace(config, PRESETS[preset_name], f"preset {preset_name}")
-    if args.config:
-        config = from_toml(args.config, base=config)
-    return replace(config, flags, "flags").validate(), {**file_values, **flags}
+    return resolve(flags, args.preset, args.config)
 
 
 def main(argv: list[str] | None = None) -> int:
