@@ -79,6 +79,27 @@ def make_vector_env(
     return VECTOR_CLASSES[vectorization]([factory] * n_envs, autoreset_mode=AutoresetMode.SAME_STEP)
 
 
+def make_video_env(env_id: str, directory: str) -> gym.vector.VectorEnv:
+    """One make_env(env_id) that renders rgb_array, wrapped in RecordVideo (every episode, MP4 files in
+    `directory`), in a SAME_STEP vector env as DQN expects: episodes run one after another. Needs the
+    `video` extra (moviepy); a missing moviepy or an env without rgb_array is a one-line ValueError."""
+    try:
+        import moviepy  # noqa: F401
+    except ImportError:
+        raise ValueError("--video needs moviepy: pip install qapprox[video]") from None
+    probe = make_env(env_id)
+    modes = probe.metadata.get("render_modes", [])
+    probe.close()
+    if "rgb_array" not in modes:
+        raise ValueError(f"env {env_id!r} does not render rgb_array (render modes: {modes}); cannot record video")
+
+    def factory() -> gym.Env:
+        return gym.wrappers.RecordVideo(make_env(env_id, render_mode="rgb_array"), directory,
+                                       episode_trigger=lambda episode: True, disable_logger=True)
+
+    return gym.vector.SyncVectorEnv([factory], autoreset_mode=AutoresetMode.SAME_STEP)
+
+
 def check_vector_env(envs: gym.vector.VectorEnv) -> tuple[tuple[int, ...], int, np.dtype]:
     """(observation shape, number of actions, storage dtype) of a vector env DQN can use."""
     mode = envs.metadata.get("autoreset_mode")

@@ -7,8 +7,8 @@ and an env that renders rgb_array); episodes then run one after another in a sin
 
 from __future__ import annotations
 
-
 from qapprox.dqn.config import INT_RANGES
+from qapprox.envs.validation import check_int
 from qapprox.scripts._cli import ArgumentParser, run, set_threads
 
 
@@ -24,20 +24,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="refuse a larger file before reading it (default: the size its own config implies)")
     parser.add_argument("--verbose", action="store_true", help="also print every episode's return")
     args = parser.parse_args(argv)
-    if not 1 <= args.episodes <= INT_RANGES["eval_episodes"][1]:
-        raise ValueError(f"--episodes={args.episodes} must be in [1, {INT_RANGES['eval_episodes'][1]:,}]")
-    if args.seed is not None and not 0 <= args.seed <= 2**63:
-        raise ValueError(f"--seed={args.seed} must be an integer in [0, 2**63]")
-    if args.max_checkpoint_bytes is not None and args.max_checkpoint_bytes < 1:
-        raise ValueError(f"--max-checkpoint-bytes={args.max_checkpoint_bytes} must be ≥ 1")
+    check_int("--episodes", args.episodes, 1, INT_RANGES["eval_episodes"][1])
+    if args.seed is not None:
+        check_int("--seed", args.seed, 0, 2**63)
+    if args.max_checkpoint_bytes is not None:
+        check_int("--max-checkpoint-bytes", args.max_checkpoint_bytes, 1)
     print(f"torch intra-op threads: {set_threads(args.threads)}")
     from qapprox.dqn.agent import DQN
+    from qapprox.dqn.env_factory import make_video_env
 
     agent = DQN.load(args.path, device=args.device, threads=args.threads, max_bytes=args.max_checkpoint_bytes, logdir="")
     envs = None
     try:
         if args.video:
-            envs = _video_envs(agent.config.env_id, args.video)
+            envs = make_video_env(agent.config.env_id, args.video)
         returns = agent.evaluate(args.episodes, envs=envs, seed=args.seed)
     finally:
         agent.close()
@@ -50,30 +50,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.video:
         print(f"videos: {args.video}")
     return 0
-
-
-def _video_envs(env_id: str, directory: str):
-    """One env wrapped in RecordVideo (every episode), in a SAME_STEP vector env as DQN expects."""
-    import gymnasium as gym
-    from gymnasium.vector import AutoresetMode
-
-    from qapprox.dqn.env_factory import make_env
-
-    try:
-        import moviepy  # noqa: F401
-    except ImportError:
-        raise ValueError("--video needs moviepy: pip install qapprox[video]") from None
-    probe = make_env(env_id)
-    modes = probe.metadata.get("render_modes", [])
-    probe.close()
-    if "rgb_array" not in modes:
-        raise ValueError(f"env {env_id!r} does not render rgb_array (render modes: {modes}); cannot record video")
-
-    def factory() -> gym.Env:
-        return gym.wrappers.RecordVideo(make_env(env_id, render_mode="rgb_array"), directory,
-                                       episode_trigger=lambda episode: True, disable_logger=True)
-
-    return gym.vector.SyncVectorEnv([factory], autoreset_mode=AutoresetMode.SAME_STEP)
 
 
 if __name__ == "__main__":
