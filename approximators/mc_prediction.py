@@ -33,7 +33,7 @@ from qapprox.approximators.features import block_state_action_features, state_ac
 from qapprox.approximators.limits import check_memory
 from qapprox.approximators.monte_carlo import LinearRegression, episode_lengths, regression_bytes, regression_data
 from qapprox.envs.finite import FiniteMDP
-from qapprox.envs.validation import check_choice, check_float
+from qapprox.envs.validation import check_choice, check_float, check_int
 
 if TYPE_CHECKING:  # the network's module imports torch; the linear prediction never needs it
     from qapprox.approximators.nn_regression import NeuralRegression
@@ -75,8 +75,7 @@ def training_sets(episodes: list, gamma: float, X: np.ndarray, X_sa: np.ndarray,
 def check_linear_settings(episodes: int, q_feature_kind: str, policy: str, epsilon: float) -> None:
     """One-line ValueError, before any work, for fewer than one episode, an unknown q-features kind or
     policy, or an ε outside [0, 1] for the ε-greedy policy."""
-    if episodes < 1:
-        raise ValueError(f"episodes={episodes} must be ≥ 1")
+    check_int("episodes", episodes, 1)
     check_choice("q-features", q_feature_kind, Q_FEATURES)
     check_choice("policy", policy, POLICIES)
     if policy != "uniform":
@@ -148,8 +147,7 @@ def network_training_sets(mdp: FiniteMDP, episodes: int, model: NeuralRegression
     """The training sets of `episodes` episodes under the uniform policy, sampled with seed, for the
     network `model`. Checked first (one-line ValueError): at least one episode, the memory of both sets
     and of fitting the model (a refusal names the MDP by `name`), then the batch size against the rows."""
-    if episodes < 1:
-        raise ValueError(f"episodes={episodes} must be ≥ 1")
+    check_int("episodes", episodes, 1)
     pi = mdp.uniform_policy()
     X, X_sa = state_features(mdp), state_action_features(mdp)
     data = regression_bytes(mdp, pi, episodes, X.shape[-1] + X_sa.shape[-1])  # both training sets at once

@@ -24,7 +24,7 @@ from qapprox.approximators.monte_carlo import LinearRegression, regression_bytes
 from qapprox.approximators.networks import mlp_q_network
 from qapprox.approximators.traces import EpisodeBatch, TDLambda
 from qapprox.envs import OneHotObservation, quiz9_mdp
-from qapprox.envs.validation import check_seed
+from qapprox.envs.validation import check_int, check_seed
 
 QUESTIONS = {
     "Q1": "Deep Q-Network refers to Reinforcement Learning with approximation of (A) state-value function "
@@ -151,8 +151,7 @@ def question5(seed: int = 0, counts: tuple[int, ...] = (10, 100, 1000, 10000)) -
 def training_set_sizes(episodes: int) -> tuple[int, ...]:
     """Q4 and Q5 fit on the first n episodes for n = 10, 100, 1000, … below `episodes`, then on all of
     them (episodes ≥ 10)."""
-    if episodes < 10:
-        raise ValueError(f"episodes={episodes} must be ≥ 10")
+    check_int("episodes", episodes, 10)
     return tuple(sorted({n for n in (10, 100, 1000, 10_000, 100_000) if n < episodes} | {episodes}))
 
 

@@ -25,7 +25,7 @@ from qapprox.approximators.limits import check_memory
 from qapprox.approximators.linear import rms_error
 from qapprox.approximators.traces import METHODS, EpisodeBatch, check_offline, check_trace, td_lambda, td_lambda_bytes
 from qapprox.envs.finite import FiniteMDP
-from qapprox.envs.validation import check_positive, check_seed, check_unit_interval
+from qapprox.envs.validation import check_int, check_positive, check_seed, check_unit_interval
 
 # Figure 12.3's grid (S&B plot α up to 1 for every λ)
 LAMS = (0.0, 0.4, 0.8, 0.9, 0.95, 0.975, 0.99, 1.0)
@@ -37,8 +37,8 @@ def check_settings(trace: str, lams: Sequence[float], alphas: Sequence[float], r
     """One-line ValueError, before any work, for fewer than one episode or run, a seed outside
     [0, 2**32 − 1], a trace not in traces.METHODS (or offline with a true-online trace), λ outside [0, 1]
     or α not > 0 and finite."""
-    if episodes < 1 or runs < 1:
-        raise ValueError(f"episodes={episodes} and runs={runs} must be ≥ 1")
+    check_int("episodes", episodes, 1)
+    check_int("runs", runs, 1)
     check_seed("seed", seed)
     check_trace(trace, METHODS)
     check_offline(trace, offline)

@@ -20,6 +20,7 @@ from qapprox.approximators.mc_prediction import cost_figure, network_prediction,
 from qapprox.approximators.networks import ACTIVATIONS, summary
 from qapprox.approximators.nn_regression import OPTIMIZERS, NeuralRegression
 from qapprox.envs import MDP_NAMES, make_mdp
+from qapprox.envs.validation import check_int
 from qapprox.dqn.logging import make_run_dir
 from qapprox.scripts._cli import ArgumentParser, check_run_dir, finite_float, run, set_threads
 
@@ -51,8 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.episodes < 1:
-        raise ValueError(f"episodes={args.episodes} must be ≥ 1")
+    check_int("episodes", args.episodes, 1)
     model = NeuralRegression(hidden=tuple(args.hidden), activation=args.activation, optimizer=args.optimizer,
                              alpha=args.alpha, batch_size=args.batch_size, epochs=args.epochs, seed=args.seed)
     mdp = make_mdp(args.env)
