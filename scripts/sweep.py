@@ -5,7 +5,7 @@
     python -m scripts.sweep --report runs/sweeps/lr-double
 
 Each trial is one training run in SWEEP_DIR/<configuration>__seed<N>/; re-running the same
-command skips finished trials and resumes the others from their checkpoints (see sweep_lib).
+command skips finished trials and resumes the others from their checkpoints (see qapprox.dqn.sweep).
 
 Without --address the sweep starts its own Ray cluster on this machine: every Ray process listens
 on 127.0.0.1 only, there is no dashboard unless --dashboard, and the cluster ends with this command
@@ -15,16 +15,13 @@ on 127.0.0.1 only, there is no dashboard unless --dashboard, and the cluster end
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import os
 from pathlib import Path
 
-from qapprox.approximators.limits import check_threads, cpu_count
-from qapprox.scripts import sweep_lib
+from qapprox.approximators.limits import cpu_count
+from qapprox.dqn import analysis, sweep
+from qapprox.dqn.ray_cluster import MAX_RETRIES, ClusterOptions
 from qapprox.scripts._cli import DISK_ERRORS, ArgumentParser, check_output_path, finite_float, run
-
-MAX_RETRIES = 100  # retries of one trial whose worker died
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,7 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--random", type=int, default=0, metavar="N",
                         help="N random draws of the --search keys per grid point")
     parser.add_argument("--search", action="append", default=[], metavar="KEY=KIND:LOW:HIGH",
-                        help=f"random search, KIND in {', '.join(sweep_lib.SEARCH_KINDS)} (int bounds inclusive)")
+                        help=f"random search, KIND in {', '.join(sweep.SEARCH_KINDS)} (int bounds inclusive)")
     parser.add_argument("--search-seed", type=int, default=0, help="seed of the random draws (default 0)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a DQNConfig field fixed for every trial (not part of trial names)")
@@ -64,28 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def print_report(sweep_dir: str | Path, threshold: float | None) -> None:
-    paths = sweep_lib.report(sweep_dir, threshold)
+    paths = analysis.report(sweep_dir, threshold)
     print(paths["report.md"].read_text(), end="")
     print("wrote " + ", ".join(str(p) for p in paths.values()))
-
-
-def check_cluster(args: argparse.Namespace) -> float | None:
-    """The cluster and per-trial flags, before anything starts; returns --gpus-per-trial (None: auto)."""
-    if args.address is not None:
-        for given, flag in ((args.num_cpus is not None, "--num-cpus"), (args.dashboard, "--dashboard"),
-                            (args.bench, "--bench")):
-            if given:
-                raise ValueError(f"{flag} is for the local cluster; a cluster joined with --address has its own")
-    elif args.num_cpus is not None:
-        check_threads("num_cpus", args.num_cpus)
-    if not args.cpus_per_trial > 0:
-        raise ValueError(f"cpus_per_trial={args.cpus_per_trial:g} must be > 0")
-    local_cpus = args.num_cpus or cpu_count()
-    if args.address is None and args.cpus_per_trial > local_cpus:
-        raise ValueError(f"cpus_per_trial={args.cpus_per_trial:g} is more than the local cluster's {local_cpus} CPUs")
-    if not 0 <= args.max_retries <= MAX_RETRIES:
-        raise ValueError(f"max_retries={args.max_retries} must be an integer in [0, {MAX_RETRIES}]")
-    return sweep_lib.parse_gpus(args.gpus_per_trial)
 
 
 def make_sweep_dir(path: Path) -> Path:
@@ -106,50 +84,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         print_report(args.report, args.solve_threshold)
         return 0
-    # Everything below up to connect() only checks: nothing of Ray starts, nothing big is allocated.
-    sweep_lib.check_ray_installed()
-    gpus_per_trial = check_cluster(args)
-    fields = sweep_lib.config_fields()
-    fixed = sweep_lib.parse_assignments(args.set, fields)
-    if any(len(values) != 1 for values in fixed.values()):
-        raise ValueError(f"--set takes one value per key: {' '.join(args.set)}")
-    grid = sweep_lib.parse_assignments(args.grid, fields)
-    seeds = sweep_lib.parse_seeds(args.seeds)
-    configs = sweep_lib.configurations(grid, sweep_lib.parse_search(args.search, fields), args.random,
-                                       args.search_seed)
-    sweep_lib.check_trial_count(len(configs), len(seeds))
-    fixed = {key: values[0] for key, values in fixed.items()}
-    sweep_lib.check_env(args.env)
-    sweep_lib.check_configs(args.env, configs, fixed, args.total_timesteps, seeds)
+    spec = sweep.Sweep(args.env, args.seeds, args.grid, args.search, args.random, args.search_seed, args.set,
+                       args.total_timesteps, args.sweep_dir)
+    cluster = ClusterOptions(args.address, args.num_cpus, args.dashboard, args.cpus_per_trial, args.gpus_per_trial,
+                             args.max_retries)
     if args.bench:
         check_output_path("--bench-out", args.bench_out)
-    sweep_dir = Path(args.sweep_dir or Path("runs", "sweeps", args.env.replace("/", "-")))
-    if args.bench:
-        sweep_dir = sweep_dir / f"bench-{os.getpid()}"
-    trials = sweep_lib.make_trials(sweep_dir, args.env, seeds, configs, fixed, args.total_timesteps, device="cpu")
+    sweep_dir, trials = sweep.prepare(spec, cluster, bench=args.bench)  # checks only: no Ray yet
     make_sweep_dir(sweep_dir)
-
     if args.bench:
-        result = sweep_lib.benchmark(trials, args.num_cpus or cpu_count())
+        result = sweep.benchmark(trials, args.num_cpus or cpu_count())
         Path(args.bench_out).write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps(result, indent=2))
         return 0
-
-    todo = sweep_lib.pending(trials)
-    print(f"sweep {sweep_dir}: {len(configs)} configuration(s) × {len(seeds)} seed(s) = "
-          f"{len(trials)} trials; {len(trials) - len(todo)} finished, {len(todo)} to run", flush=True)
-    failures: list[str] = []
-    if todo:
-        ray = sweep_lib.connect(args.address, args.num_cpus, args.dashboard)
-        try:
-            resources = ray.cluster_resources()
-            gpus = sweep_lib.gpu_share(resources, args.cpus_per_trial, gpus_per_trial)
-            todo = [dataclasses.replace(t, device="cuda" if gpus > 0 else "cpu") for t in todo]
-            print(f"ray: {resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU; per trial "
-                  f"{args.cpus_per_trial:g} CPU, {gpus:g} GPU, 1 torch thread", flush=True)
-            failures = sweep_lib.run_on_ray(ray, todo, args.cpus_per_trial, gpus, args.max_retries)
-        finally:
-            sweep_lib.disconnect(ray)
+    failures = sweep.run(sweep_dir, trials, cluster)
     print_report(sweep_dir, args.solve_threshold)
     for failure in failures:
         print(f"failed: {failure}")

@@ -116,7 +116,7 @@ def test_output_paths_are_refused_before_the_work(script, argv, flag, bad, tmp_p
         argv = [*argv, "--logdir", str(tmp_path / "runs")]
     work = {"td_lambda": "qapprox.approximators.traces.EpisodeBatch.sample", "gd_paths": "qapprox.approximators.gd_paths.compare",
             "mc_regression": "qapprox.envs.finite.FiniteMDP.episodes", "nn_regression": "qapprox.envs.finite.FiniteMDP.episodes",
-            "plot_runs": "qapprox.scripts.plot_runs.read_scalars"}[script]
+            "plot_runs": "qapprox.dqn.analysis.read_run"}[script]
 
     def no_work(*args, **kwargs):
         raise AssertionError("the work started before the output path was checked")

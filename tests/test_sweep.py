@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qapprox.scripts import sweep, sweep_lib
+from qapprox.dqn import analysis, ray_cluster, sweep
+from qapprox.dqn.trial import CHECKPOINT, KILL_TRIAL_VARIABLE, config_name, run_dirs, train_command
+from qapprox.scripts import sweep as sweep_script
 from qapprox.scripts._cli import run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,22 +29,22 @@ FIELDS = {"learning_rate": float, "double_q": bool, "batch_size": int, "loss": s
 
 
 def test_seeds_ranges_and_lists():
-    assert sweep_lib.parse_seeds("0-3") == [0, 1, 2, 3]
-    assert sweep_lib.parse_seeds("5,0-1,1,9") == [5, 0, 1, 9]
+    assert sweep.parse_seeds("0-3") == [0, 1, 2, 3]
+    assert sweep.parse_seeds("5,0-1,1,9") == [5, 0, 1, 9]
     for bad in ("3-1", "a", "1,,2", "-1"):
         with pytest.raises(ValueError, match="seeds="):
-            sweep_lib.parse_seeds(bad)
+            sweep.parse_seeds(bad)
 
 
 def test_grid_is_a_product_in_flag_order_with_canonical_values():
-    grid = sweep_lib.parse_assignments(["learning_rate=1e-3,3e-4", "double_q=True,false"], FIELDS)
+    grid = sweep.parse_assignments(["learning_rate=1e-3,3e-4", "double_q=True,false"], FIELDS)
     assert grid == {"learning_rate": ["0.001", "0.0003"], "double_q": ["true", "false"]}
-    configs = sweep_lib.configurations(grid, {}, 0, seed=0)
-    assert [sweep_lib.config_name(c) for c in configs] == [
+    configs = sweep.configurations(grid, {}, 0, seed=0)
+    assert [config_name(c) for c in configs] == [
         "learning_rate=0.001,double_q=true", "learning_rate=0.001,double_q=false",
         "learning_rate=0.0003,double_q=true", "learning_rate=0.0003,double_q=false"]
-    assert sweep_lib.configurations({}, {}, 0, seed=0) == [{}]
-    assert sweep_lib.config_name({}) == "default"
+    assert sweep.configurations({}, {}, 0, seed=0) == [{}]
+    assert config_name({}) == "default"
 
 
 @pytest.mark.parametrize("items, message", [
@@ -55,34 +57,34 @@ def test_grid_is_a_product_in_flag_order_with_canonical_values():
 ])
 def test_bad_grid_is_one_line_naming_the_value(items, message):
     with pytest.raises(ValueError, match=message):
-        sweep_lib.parse_assignments(items, FIELDS)
+        sweep.parse_assignments(items, FIELDS)
 
 
 def test_random_search_is_seeded_rounded_and_in_range():
-    search = sweep_lib.parse_search(["learning_rate=loguniform:1e-4:1e-2", "batch_size=int:32:34"], FIELDS)
-    grid = sweep_lib.parse_assignments(["double_q=true,false"], FIELDS)
-    configs = sweep_lib.configurations(grid, search, 5, seed=3)
-    assert len(configs) == 10 and configs == sweep_lib.configurations(grid, search, 5, seed=3)
+    search = sweep.parse_search(["learning_rate=loguniform:1e-4:1e-2", "batch_size=int:32:34"], FIELDS)
+    grid = sweep.parse_assignments(["double_q=true,false"], FIELDS)
+    configs = sweep.configurations(grid, search, 5, seed=3)
+    assert len(configs) == 10 and configs == sweep.configurations(grid, search, 5, seed=3)
     rates = [float(c["learning_rate"]) for c in configs]
     assert all(1e-4 <= r <= 1e-2 for r in rates) and len(set(rates)) == 5  # 5 draws, each grid point
     assert all(c["learning_rate"] == f"{float(c['learning_rate']):.4g}" for c in configs)
     assert {c["batch_size"] for c in configs} <= {"32", "33", "34"}
     with pytest.raises(ValueError, match="KIND in uniform, loguniform, int"):
-        sweep_lib.parse_search(["learning_rate=normal:0:1"], FIELDS)
+        sweep.parse_search(["learning_rate=normal:0:1"], FIELDS)
     with pytest.raises(ValueError, match="LOW > 0 for loguniform"):
-        sweep_lib.parse_search(["learning_rate=loguniform:0:1"], FIELDS)
+        sweep.parse_search(["learning_rate=loguniform:0:1"], FIELDS)
     with pytest.raises(ValueError, match="random=0: --search needs --random N"):
-        sweep_lib.configurations({}, search, 0, seed=0)
+        sweep.configurations({}, search, 0, seed=0)
 
 
 def test_trial_names_directories_and_command(tmp_path, monkeypatch):
-    monkeypatch.setenv(sweep_lib.KILL_TRIAL_VARIABLE, "learning_rate=0.001__seed1")
-    trials = sweep_lib.make_trials(tmp_path, "CartPole-v1", [0, 1], [{"learning_rate": "0.001"}],
+    monkeypatch.setenv(KILL_TRIAL_VARIABLE, "learning_rate=0.001__seed1")
+    trials = sweep.make_trials(tmp_path, "CartPole-v1", [0, 1], [{"learning_rate": "0.001"}],
                                    {"batch_size": "8"}, 300, "cpu")
     assert [t.name for t in trials] == ["learning_rate=0.001__seed0", "learning_rate=0.001__seed1"]
     assert [t.kill_after_checkpoint for t in trials] == [False, True]
     assert trials[0].directory == tmp_path / "learning_rate=0.001__seed0"
-    command = sweep_lib.train_command(trials[0], resume=tmp_path / "c.pt")
+    command = train_command(trials[0], resume=tmp_path / "c.pt")
     assert command[1:] == ["-m", "qapprox.scripts.train_dqn", "--no-progress", "--env", "CartPole-v1", "--seed", "0",
                            "--logdir", str(trials[0].directory), "--device", "cpu", "--total-timesteps", "300",
                            "--batch-size", "8", "--learning-rate", "0.001", "--resume", str(tmp_path / "c.pt")]
@@ -90,29 +92,29 @@ def test_trial_names_directories_and_command(tmp_path, monkeypatch):
 
 def test_configurations_are_validated_before_any_trial_starts():
     configs = [{"batch_size": "64"}, {"batch_size": "512"}]
-    sweep_lib.check_configs("CartPole-v1", configs[:1], {"buffer_size": "256"}, 1000)
+    sweep.check_configs("CartPole-v1", configs[:1], {"buffer_size": "256"}, 1000)
     with pytest.raises(ValueError, match="batch_size=512 is larger than buffer_size=256"):
-        sweep_lib.check_configs("CartPole-v1", configs, {"buffer_size": "256"}, 1000)
+        sweep.check_configs("CartPole-v1", configs, {"buffer_size": "256"}, 1000)
 
 
 def test_gpu_share_per_trial():
     # auto: one CPU of 16 gets 1/16 of the GPU; no GPU, none; asking for more than exists is an error
-    assert sweep_lib.gpu_share({"CPU": 16.0, "GPU": 1.0}, 1, sweep_lib.parse_gpus("auto")) == 1 / 16
-    assert sweep_lib.gpu_share({"CPU": 2.0}, 1, sweep_lib.parse_gpus("auto")) == 0.0
-    assert sweep_lib.gpu_share({"CPU": 8.0, "GPU": 2.0}, 1, sweep_lib.parse_gpus("0.5")) == 0.5
+    assert ray_cluster.gpu_share({"CPU": 16.0, "GPU": 1.0}, 1, ray_cluster.parse_gpus("auto")) == 1 / 16
+    assert ray_cluster.gpu_share({"CPU": 2.0}, 1, ray_cluster.parse_gpus("auto")) == 0.0
+    assert ray_cluster.gpu_share({"CPU": 8.0, "GPU": 2.0}, 1, ray_cluster.parse_gpus("0.5")) == 0.5
     with pytest.raises(ValueError, match="gpus_per_trial=0.25 is more than the Ray cluster's 0 GPUs"):
-        sweep_lib.gpu_share({"CPU": 2.0}, 1, 0.25)
+        ray_cluster.gpu_share({"CPU": 2.0}, 1, 0.25)
     with pytest.raises(ValueError, match="cpus_per_trial=4 is more than the Ray cluster's 2 CPUs"):
-        sweep_lib.gpu_share({"CPU": 2.0}, 4, None)
+        ray_cluster.gpu_share({"CPU": 2.0}, 4, None)
     with pytest.raises(ValueError, match="gpus_per_trial='half' must be a number ≥ 0 or auto"):
-        sweep_lib.parse_gpus("half")
+        ray_cluster.parse_gpus("half")
 
 
 def test_without_ray_the_sweep_says_how_to_install_it(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     monkeypatch.setattr(sys, "argv", ["sweep", "--seeds", "0-1"])
     with pytest.raises(SystemExit) as exit_info:
-        run(sweep.main)
+        run(sweep_script.main)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "error: the sweep needs Ray: pip install 'qapprox[distributed]'\n"
 
@@ -123,12 +125,12 @@ def test_without_ray_the_sweep_says_how_to_install_it(monkeypatch, capsys):
 def test_bootstrap_interval_and_iqm_by_hand():
     # Resample means of [0, 0, 0, 10] are 2.5·K, K ~ Binomial(4, 1/4): P(K=0)=.32, P(K≤2)=.95,
     # P(K≤3)=.996, so the 2.5 % quantile is 0 and the 97.5 % quantile is 2.5·3 = 7.5.
-    assert sweep_lib.bootstrap_interval(np.array([0, 0, 0, 10])) == (0.0, 7.5)
+    assert analysis.bootstrap_interval(np.array([0, 0, 0, 10])) == (0.0, 7.5)
     # Two values: resample means a, (a+b)/2, b with probabilities 1/4, 1/2, 1/4.
-    assert sweep_lib.bootstrap_interval(np.array([1.0, 3.0])) == (1.0, 3.0)
-    assert sweep_lib.interquartile_mean(np.array([1, 2, 3, 4, 100, 5, 6, 7])) == 4.5  # mean of 3..6
-    assert sweep_lib.interquartile_mean(np.array([30, 500, 200, 490])) == 345.0  # mean of 200, 490
-    assert sweep_lib.interquartile_mean(np.array([1.0, 2.0, 9.0])) == 4.0  # n < 4: nothing dropped
+    assert analysis.bootstrap_interval(np.array([1.0, 3.0])) == (1.0, 3.0)
+    assert analysis.interquartile_mean(np.array([1, 2, 3, 4, 100, 5, 6, 7])) == 4.5  # mean of 3..6
+    assert analysis.interquartile_mean(np.array([30, 500, 200, 490])) == 345.0  # mean of 200, 490
+    assert analysis.interquartile_mean(np.array([1.0, 2.0, 9.0])) == 4.0  # n < 4: nothing dropped
 
 
 def write_run(trial_dir, attempts, monkeypatch, config, seed, finished=True):
@@ -144,10 +146,10 @@ def write_run(trial_dir, attempts, monkeypatch, config, seed, finished=True):
             writer = SummaryWriter(trial_dir / f"CartPole-v1__dqn__{seed}__1000",
                                    purge_step=None if resumed is None else resumed + 1)
         for step, value, wall in points:
-            writer.add_scalar(sweep_lib.RETURN_TAG, value, step, walltime=wall)
-            writer.add_scalar(sweep_lib.TRAINING_RETURN_TAG, value / 2, step, walltime=wall)
+            writer.add_scalar(analysis.RETURN_TAG, value, step, walltime=wall)
+            writer.add_scalar(analysis.TRAINING_RETURN_TAG, value / 2, step, walltime=wall)
         writer.close()
-    name = f"{sweep_lib.config_name(config)}__seed{seed}"
+    name = f"{config_name(config)}__seed{seed}"
     (trial_dir / "trial.json").write_text(json.dumps({"name": name, "env": "CartPole-v1", "seed": seed,
                                                        "config": config}))
     if finished:
@@ -182,9 +184,9 @@ def read_csv(path):
 
 
 def test_report_numbers_by_hand(synthetic_sweep):
-    steps, values, seconds = sweep_lib.trial_run(synthetic_sweep / "a3").curve(sweep_lib.RETURN_TAG)
+    steps, values, seconds = analysis.trial_run(synthetic_sweep / "a3").curve(analysis.RETURN_TAG)
     assert (steps.tolist(), values.tolist(), seconds.tolist()) == ([1000, 2000, 3000], [50, 60, 490], [10, 20, 50])
-    paths = sweep_lib.report(synthetic_sweep, threshold=475)
+    paths = analysis.report(synthetic_sweep, threshold=475)
     runs = {r["trial"]: r for r in read_csv(paths["runs.csv"])}
     resumed = runs["learning_rate=0.001__seed3"]
     assert (float(resumed["final_return"]), float(resumed["steps_to_solve"]), float(resumed["seconds_to_solve"])) \
@@ -215,7 +217,7 @@ def test_curve_is_the_mean_over_seeds_with_a_bootstrap_band(tmp_path, monkeypatc
     # 15 at step 10). Two seeds: the band runs from the smaller to the larger value.
     write_run(tmp_path / "s0", [(0.0, None, [(0, 0, 1), (10, 10, 2), (20, 20, 3)])], monkeypatch, {}, 0)
     write_run(tmp_path / "s1", [(0.0, None, [(0, 0, 1), (20, 30, 2), (40, 60, 3)])], monkeypatch, {}, 1)
-    steps, mean, low, high = sweep_lib.curve(sweep_lib.collect(tmp_path), sweep_lib.RETURN_TAG)
+    steps, mean, low, high = analysis.curve(analysis.collect(tmp_path), analysis.RETURN_TAG)
     np.testing.assert_array_equal(steps, [0, 10, 20])
     np.testing.assert_allclose(mean, [0, 12.5, 25])
     np.testing.assert_allclose(low, [0, 10, 20])
@@ -224,13 +226,13 @@ def test_curve_is_the_mean_over_seeds_with_a_bootstrap_band(tmp_path, monkeypatc
 
 def test_report_of_a_missing_directory_is_one_line(tmp_path):
     with pytest.raises(FileNotFoundError, match="no sweep directory"):
-        sweep_lib.report(tmp_path / "nothing")
+        analysis.report(tmp_path / "nothing")
     with pytest.raises(FileNotFoundError, match=r"no trials \(\*/trial.json\)"):
-        sweep_lib.report(tmp_path)
+        analysis.report(tmp_path)
 
 
 def test_report_command_prints_the_table(synthetic_sweep, capsys):
-    assert sweep.main(["--report", str(synthetic_sweep), "--solve-threshold", "475"]) == 0
+    assert sweep_script.main(["--report", str(synthetic_sweep), "--solve-threshold", "475"]) == 0
     out = capsys.readouterr().out
     assert "| learning_rate=0.0003 | 4 | 0 | 2.5 [0.0, 7.5] (0.0) | — | — |" in out
     assert f"wrote {synthetic_sweep / 'report.md'}" in out
@@ -257,7 +259,7 @@ def ray_sweep(tmp_path_factory):
     """2 configurations × 2 seeds × 300 steps on a local 2-CPU Ray cluster; the first attempt of
     one trial is SIGKILLed, with its Ray worker, as soon as its first checkpoint exists."""
     sweep_dir = tmp_path_factory.mktemp("sweep")
-    environment = os.environ | {sweep_lib.KILL_TRIAL_VARIABLE: KILLED, "OMP_NUM_THREADS": "1"}
+    environment = os.environ | {KILL_TRIAL_VARIABLE: KILLED, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(sweep_command(sweep_dir), cwd=REPO, env=environment, capture_output=True,
                             text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -269,7 +271,7 @@ def eval_curve(run_dir):
     from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
     accumulator = EventAccumulator(str(run_dir), size_guidance={SCALARS: 0}).Reload()
-    events = accumulator.Scalars(sweep_lib.RETURN_TAG)
+    events = accumulator.Scalars(analysis.RETURN_TAG)
     return [e.step for e in events], [e.value for e in events]
 
 
@@ -281,8 +283,8 @@ def test_sweep_makes_four_runs_and_a_report_matching_their_event_files(ray_sweep
     runs = {r["trial"]: r for r in read_csv(sweep_dir / "runs.csv")}
     finals = {}
     for trial in trials:
-        [run_dir] = sweep_lib.run_dirs(sweep_dir / trial)
-        assert (sweep_dir / trial / "done.json").exists() and (run_dir / sweep_lib.CHECKPOINT).exists()
+        [run_dir] = run_dirs(sweep_dir / trial)
+        assert (sweep_dir / trial / "done.json").exists() and (run_dir / CHECKPOINT).exists()
         steps, values = eval_curve(run_dir)
         assert steps == [100, 200, 300]
         solved = [s for s, v in zip(steps, values) if v >= 15]
@@ -301,9 +303,9 @@ def test_sweep_makes_four_runs_and_a_report_matching_their_event_files(ray_sweep
 def test_a_killed_trial_is_retried_from_its_checkpoint_and_finishes(ray_sweep):
     sweep_dir, _ = ray_sweep
     trial_dir = sweep_dir / KILLED
-    [run_dir] = sweep_lib.run_dirs(trial_dir)
+    [run_dir] = run_dirs(trial_dir)
     first, second = json.loads((trial_dir / "attempts.json").read_text())
-    assert first["resume"] is None and second["resume"] == str(run_dir / sweep_lib.CHECKPOINT)
+    assert first["resume"] is None and second["resume"] == str(run_dir / CHECKPOINT)
     assert json.loads((trial_dir / "done.json").read_text())["attempts"] == 2
     assert {r["trial"]: r["attempts"] for r in read_csv(sweep_dir / "runs.csv")}[KILLED] == "2"
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 2  # the killed attempt's and the resumed one's

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from qapprox.approximators.limits import cpu_count
-from qapprox.scripts import sweep, sweep_lib
+from qapprox.dqn import ray_cluster, sweep
+from qapprox.scripts import sweep as sweep_script
 from qapprox.scripts._cli import run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,9 +37,11 @@ def no_ray(monkeypatch):
     def started(*args, **kwargs):
         raise AssertionError("Ray was started for an input that should have been refused")
 
-    monkeypatch.setattr(sweep_lib, "check_ray_installed", lambda: None)
-    for name in ("connect", "import_ray", "LocalCluster", "benchmark", "run_on_ray"):
-        monkeypatch.setattr(sweep_lib, name, started)
+    monkeypatch.setattr(ray_cluster, "check_ray_installed", lambda: None)
+    for name in ("connect", "import_ray", "LocalCluster"):
+        monkeypatch.setattr(ray_cluster, name, started)
+    for name in ("benchmark", "run_on_ray", "run"):
+        monkeypatch.setattr(sweep, name, started)
     return "ray" in sys.modules
 
 
@@ -48,7 +51,7 @@ def refuse(argv, monkeypatch, capsys, tmp_path) -> str:
     sweep_dir = tmp_path / "sweep"
     monkeypatch.setattr(sys, "argv", ["sweep", "--sweep-dir", str(sweep_dir), *argv])
     with pytest.raises(SystemExit) as exit_info:
-        run(sweep.main)
+        run(sweep_script.main)
     captured = capsys.readouterr()
     assert exit_info.value.code == 2, captured
     assert captured.out == "" and captured.err.count("\n") == 1 and captured.err.startswith("error: "), captured
@@ -104,7 +107,7 @@ def test_a_sweep_dir_that_is_a_file_is_refused(no_ray, monkeypatch, capsys, tmp_
     (tmp_path / "file").write_text("")
     monkeypatch.setattr(sys, "argv", ["sweep", "--sweep-dir", str(tmp_path / "file")])
     with pytest.raises(SystemExit) as exit_info:
-        run(sweep.main)
+        run(sweep_script.main)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == f"error: --sweep-dir {tmp_path / 'file'} exists and is not a directory\n"
 
@@ -112,30 +115,30 @@ def test_a_sweep_dir_that_is_a_file_is_refused(no_ray, monkeypatch, capsys, tmp_
 def test_seed_ranges_are_counted_not_listed():
     start = time.perf_counter()
     with pytest.raises(ValueError, match="lists 10,000,000,000,001 seeds"):
-        sweep_lib.parse_seeds("0-10000000000000")
+        sweep.parse_seeds("0-10000000000000")
     with pytest.raises(ValueError, match="lists 100,002 seeds"):  # duplicates count: 2 × 50,001
-        sweep_lib.parse_seeds("0-50000,0-50000", limit=100_000)
+        sweep.parse_seeds("0-50000,0-50000", limit=100_000)
     assert time.perf_counter() - start < 0.5
-    assert sweep_lib.parse_seeds("3,0-2,1") == [3, 0, 1, 2]
-    assert len(sweep_lib.parse_seeds("0-99999")) == 100_000
+    assert sweep.parse_seeds("3,0-2,1") == [3, 0, 1, 2]
+    assert len(sweep.parse_seeds("0-99999")) == 100_000
 
 
 def test_trial_directories_stay_inside_the_sweep_dir(tmp_path):
     # what canonical() refuses, handed to make_trials directly: still no directory outside sweep_dir
     for value in ("../../x", "a/b", "a\\b", "x\0y"):
         with pytest.raises(ValueError, match="must be a plain name|is not a new folder"):
-            sweep_lib.make_trials(tmp_path, "CartPole-v1", [0], [{"run_name": value}], {}, None, "cpu")
+            sweep.make_trials(tmp_path, "CartPole-v1", [0], [{"run_name": value}], {}, None, "cpu")
     with pytest.raises(ValueError, match="is not a new folder"):  # two trials, one directory
-        sweep_lib.make_trials(tmp_path, "CartPole-v1", [0], [{"loss": "mse"}, {"loss": "mse"}], {}, None, "cpu")
+        sweep.make_trials(tmp_path, "CartPole-v1", [0], [{"loss": "mse"}, {"loss": "mse"}], {}, None, "cpu")
     for value in ("..", "..x"):  # part of one plain name: run_name=..__seed0 is a folder like any other
-        [trial] = sweep_lib.make_trials(tmp_path, "CartPole-v1", [0], [{"run_name": value}], {}, None, "cpu")
+        [trial] = sweep.make_trials(tmp_path, "CartPole-v1", [0], [{"run_name": value}], {}, None, "cpu")
         assert trial.directory.parent == tmp_path.resolve()
 
 
 def test_random_draws_that_round_alike_are_one_configuration():
-    fields = sweep_lib.config_fields()
-    search = sweep_lib.parse_search(["batch_size=int:32:33"], fields)
-    configs = sweep_lib.configurations({}, search, 20, seed=0)
+    fields = sweep.config_fields()
+    search = sweep.parse_search(["batch_size=int:32:33"], fields)
+    configs = sweep.configurations({}, search, 20, seed=0)
     assert sorted(c["batch_size"] for c in configs) == ["32", "33"]
 
 
@@ -143,13 +146,13 @@ def test_random_draws_that_round_alike_are_one_configuration():
 
 DRIVER = """
 import json, os, sys
-from qapprox.scripts import sweep_lib
-ray = sweep_lib.connect(None, 1)
+from qapprox.dqn import ray_cluster
+ray = ray_cluster.connect(None, 1)
 worker = ray.get(ray.remote(lambda: os.getpid()).remote())
 print(json.dumps({"worker": worker, "session": ray._private.worker._global_node.get_session_dir_path(),
                   "gcs": ray.get_runtime_context().gcs_address}), flush=True)
 if sys.stdin.readline() == "disconnect\\n":
-    sweep_lib.disconnect(ray)
+    ray_cluster.disconnect(ray)
     print("disconnected", flush=True)
 """
 
@@ -303,7 +306,7 @@ def test_even_with_the_head_killed_too_the_keeper_ends_the_rest():
     # raylet by about a minute, are the keeper's to end.
     process, info = start_driver()
     processes = tree(process.pid)
-    [head] = [pid for pid in processes if "qapprox.scripts.sweep_lib head" in cmdline(pid)]
+    [head] = [pid for pid in processes if "qapprox.dqn.ray_cluster head" in cmdline(pid)]
     os.kill(head, signal.SIGKILL)
     process.kill()
     process.wait()

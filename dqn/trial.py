@@ -1,0 +1,150 @@
+"""One trial of a sweep: an ordinary training run in a subprocess that resumes from its newest checkpoint.
+
+A trial is `python -m qapprox.scripts.train_dqn --env ENV --seed N <flags> --logdir SWEEP_DIR/<trial>`,
+run with one torch thread. Its directory holds
+
+    trial.json     what the trial is (env, seed, configuration, flags)
+    attempts.json  one entry per start: when, and the checkpoint it resumed from
+    train.log      the training script's stdout and stderr, all attempts appended
+    done.json      written last, atomically, when the run finished: the trial is then skipped
+    <env>__<name>__<seed>__<time>/   the run's TensorBoard events and checkpoints/
+
+Test hook: with QAPPROX_SWEEP_KILL_TRIAL=<trial name> in the driver's environment, the first attempt of
+that trial SIGKILLs its training process and then its own Ray worker as soon as the run's first
+checkpoint file appears, the way a lost machine would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from qapprox.dqn.ray_cluster import die_with_parent
+
+KILL_TRIAL_VARIABLE = "QAPPROX_SWEEP_KILL_TRIAL"
+PACKAGE_PARENT = Path(__file__).resolve().parent.parent  # the training process's working directory
+CHECKPOINT = "checkpoints/latest.ckpt"  # where a run keeps its newest checkpoint
+
+
+def config_name(config: dict[str, str]) -> str:
+    """{'learning_rate': '0.001', 'double_q': 'true'} → 'learning_rate=0.001,double_q=true'."""
+    return ",".join(f"{key}={value}" for key, value in config.items()) or "default"
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One training run of a sweep: a configuration and a seed, in sweep_dir/name."""
+
+    sweep_dir: str
+    env: str
+    seed: int
+    config: dict[str, str]
+    fixed: dict[str, str]  # the same for every trial (--set), not part of the name
+    total_timesteps: int | None = None
+    device: str = "cpu"
+    kill_after_checkpoint: bool = False  # the test hook, see the module docstring
+
+    @property
+    def config_name(self) -> str:
+        return config_name(self.config)
+
+    @property
+    def name(self) -> str:
+        return f"{self.config_name}__seed{self.seed}"
+
+    @property
+    def directory(self) -> Path:
+        return Path(self.sweep_dir) / self.name
+
+
+def flag(key: str) -> str:
+    """A DQNConfig field as the training script's flag: learning_rate → --learning-rate."""
+    return "--" + key.replace("_", "-")
+
+
+def train_command(trial: Trial, resume: Path | None) -> list[str]:
+    """The training script's command line for this trial (and its checkpoint, when resuming)."""
+    command = [sys.executable, "-m", "qapprox.scripts.train_dqn", "--no-progress", "--env", trial.env,
+               "--seed", str(trial.seed), "--logdir", str(trial.directory), "--device", trial.device]
+    if trial.total_timesteps is not None:
+        command += ["--total-timesteps", str(trial.total_timesteps)]
+    for key, value in {**trial.fixed, **trial.config}.items():
+        command += [flag(key), value]
+    return command + (["--resume", str(resume)] if resume else [])
+
+
+def run_dirs(trial_dir: Path) -> list[Path]:
+    """The training script's run directories inside a trial directory."""
+    return [p for p in trial_dir.glob("*__*__*__*") if p.is_dir() and p.name.rsplit("__", 1)[-1].isdigit()]
+
+
+def latest_checkpoint(trial_dir: Path) -> Path | None:
+    """The newest checkpoint of this trial's runs (a run's latest.ckpt, not its best.ckpt), or None."""
+    return max(trial_dir.glob(f"*/{CHECKPOINT}"), key=lambda p: p.stat().st_mtime, default=None)
+
+
+def read_json(path: Path, default=None):
+    return json.loads(path.read_text()) if path.exists() else default
+
+
+def write_json(path: Path, data) -> None:
+    """Write atomically: a reader sees the old file or the new one, never half of one."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(partial, path)
+
+
+class TrialInterrupted(RuntimeError):
+    """The training process was killed by a signal: worth a retry from its checkpoint."""
+
+
+class TrialFailed(RuntimeError):
+    """The training process exited with an error: a retry would fail the same way."""
+
+
+def run_trial(trial: Trial) -> dict:
+    """Run (or resume) one trial to completion; return its done.json. Finished trials return at once."""
+    directory = trial.directory
+    done = read_json(directory / "done.json")
+    if done is not None:
+        return done
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json(directory / "trial.json", dataclasses.asdict(trial) | {"name": trial.name})
+    resume = latest_checkpoint(directory)
+    attempts = read_json(directory / "attempts.json", []) + [
+        {"started": time.time(), "resume": str(resume) if resume else None, "host": os.uname().nodename}]
+    write_json(directory / "attempts.json", attempts)
+
+    environment = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    environment.pop(KILL_TRIAL_VARIABLE, None)
+    with open(directory / "train.log", "a") as log:
+        log.write(f"\n=== attempt {len(attempts)}: {' '.join(train_command(trial, resume))}\n")
+        log.flush()
+        process = subprocess.Popen(train_command(trial, resume), cwd=PACKAGE_PARENT, env=environment,
+                                   stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+        if trial.kill_after_checkpoint and len(attempts) == 1:
+            while latest_checkpoint(directory) is None and process.poll() is None:
+                time.sleep(0.05)
+            process.kill()
+            os.kill(os.getpid(), signal.SIGKILL)  # the Ray worker dies: Ray retries the task
+        returncode = process.wait()
+    if returncode < 0:
+        raise TrialInterrupted(f"trial {trial.name} was killed by signal {-returncode}")
+    if returncode != 0:
+        last = (directory / "train.log").read_text().strip().splitlines()[-1:] or [""]
+        raise TrialFailed(f"trial {trial.name} exited with status {returncode}: {last[0]}")
+    done = {"name": trial.name, "finished": time.time(), "attempts": len(attempts),
+            "seconds": time.time() - attempts[-1]["started"]}  # of the attempt that finished
+    write_json(directory / "done.json", done)
+    return done
+
+
+def pending(trials: list[Trial]) -> list[Trial]:
+    """Trials without done.json: the ones a (re-)run must start or resume."""
+    return [t for t in trials if not (t.directory / "done.json").exists()]
