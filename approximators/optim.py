@@ -10,7 +10,7 @@ One routine, one parameter — the batch size s:
 
 An epoch visits every observation once, in a fresh random order when `shuffle` is on; when s
 does not divide m the last batch of an epoch is smaller. The weights after every update and the
-costs are returned as a Path, for plotting (scripts/gd_paths.py).
+costs are returned as a Path, for plotting (approximators/gd_paths.py).
 """
 
 from __future__ import annotations

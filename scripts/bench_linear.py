@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from qapprox.approximators.td_prediction import ALPHAS, LAMS
 from qapprox.dqn.benchmark.linear import linear_benchmark
 from qapprox.scripts._cli import ArgumentParser, run
-from qapprox.scripts.td_lambda import ALPHAS, LAMS
 
 
 def main(argv: list[str] | None = None) -> int:
