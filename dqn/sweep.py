@@ -105,8 +105,14 @@ def canonical(key: str, text: str, fields: dict[str, type]) -> str:
         value = coerce(key, text, kind)
     except ValueError:
         raise ValueError(f"{key}={text!r} is not a {getattr(kind, '__name__', kind)}") from None
-    spelled = ("true" if value else "false") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) \
-        else " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+    if isinstance(value, bool):
+        spelled = "true" if value else "false"
+    elif isinstance(value, float):
+        spelled = f"{value:g}"
+    elif isinstance(value, tuple):
+        spelled = " ".join(map(str, value))
+    else:
+        spelled = str(value)
     # Values are part of trial directory names (key=value,…__seedN): one plain path component each.
     return check_name(key, spelled)
 
