@@ -99,15 +99,16 @@ class RegressionCurve:
 
 
 def linear_prediction(
-    mdp: FiniteMDP, episodes: int, model: LinearRegression = LinearRegression(), *, policy: str = "uniform",
+    mdp: FiniteMDP, episodes: int, model: LinearRegression | None = None, *, policy: str = "uniform",
     epsilon: float = 0.1, q_feature_kind: str = "one-hot", first_visit: bool = False, seed: int = 0,
     name: str = "MDP",
 ) -> RegressionCurve:
-    """v̂ and q̂ fitted (by copies of `model`) on the first n = 10, 100, … episodes and on all `episodes`,
+    """v̂ and q̂ fitted (by copies of `model`, default least squares) on the first n = 10, 100, … episodes and on all `episodes`,
     sampled under behaviour_policy(mdp, policy, epsilon) with seed; each scored against v_π, v_*, q_π, q_*.
     Settings are checked first (check_linear_settings), then the memory of the largest training set (a
     refusal names the MDP by `name`)."""
     check_linear_settings(episodes, q_feature_kind, policy, epsilon)
+    model = LinearRegression() if model is None else model
     pi = behaviour_policy(mdp, policy, epsilon)
     X, X_sa = state_features(mdp), q_features(mdp, q_feature_kind)
     check_memory(f"regression of returns on {episodes:,} {name} episodes",
