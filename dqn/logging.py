@@ -45,16 +45,6 @@ def check_name(field: str, name: str) -> str:
     return name
 
 
-def discounted_returns(rewards: np.ndarray, gamma: float, bootstrap: float = 0.0) -> np.ndarray:
-    """G_t = R_{t+1} + γ G_{t+1} backwards from G_T = bootstrap (0 after termination)."""
-    returns = np.empty(len(rewards), dtype=np.float64)
-    G = bootstrap
-    for t in range(len(rewards) - 1, -1, -1):
-        G = rewards[t] + gamma * G
-        returns[t] = G
-    return returns
-
-
 def _quiet_writer_errors(args: threading.ExceptHookArgs) -> None:
     """TensorBoard's writer thread re-raises a failed write (a full or read-only disk) in the main thread at the
     next write or flush; printing its traceback from the thread as well would bury the one-line error."""

@@ -46,7 +46,7 @@ def test_double_dqn_target_online_argmax_target_evaluation(double_q, y):
     with torch.no_grad():
         agent.q.weight.copy_(torch.tensor([[0.5, 1.0, 0.0, 0.0], [0.0, 2.0, 0.0, 0.0]]))
         agent.q_target.weight.copy_(torch.tensor([[0.0, 5.0, 0.0, 0.0], [0.0, 3.0, 0.0, 0.0]]))
-    loss, td_abs, q_mean, _ = agent.update(one_transition(s=0, a=0, r=1.0, s_next=1, discount=0.9))
+    loss, td_abs, q_mean, _ = agent.algorithm.update(one_transition(s=0, a=0, r=1.0, s_next=1, discount=0.9))
     delta = y - 0.5
     assert td_abs.item() == pytest.approx(delta)
     assert loss.item() == pytest.approx(0.5 * delta**2)  # mse is ½ δ²
@@ -58,7 +58,7 @@ def test_double_dqn_target_online_argmax_target_evaluation(double_q, y):
 
 def test_huber_loss_clips_the_td_error_in_the_gradient():
     agent = linear_agent("qapprox/Quiz9-v0", loss="huber", learning_rate=0.1, double_q=False)
-    loss, td_abs, _, _ = agent.update(one_transition(s=2, a=1, r=10.0, s_next=3, discount=0.0))
+    loss, td_abs, _, _ = agent.algorithm.update(one_transition(s=2, a=1, r=10.0, s_next=3, discount=0.0))
     assert td_abs.item() == 10.0 and loss.item() == pytest.approx(10.0 - 0.5)  # |δ| − ½ beyond 1
     assert agent.q.weight[1, 2].item() == pytest.approx(0.1 * 1.0)  # α · clip(δ) = 0.1
 
@@ -100,7 +100,7 @@ def test_no_bootstrap_after_termination_bootstrap_after_truncation(terminate):
     with torch.no_grad():
         agent.q.weight.copy_(torch.tensor([[1.0], [2.0]]))
         agent.q_target.weight.copy_(torch.tensor([[1.0], [2.0]]))
-    _, td_abs, _, _ = agent.update(batch)
+    _, td_abs, _, _ = agent.algorithm.update(batch)
     final = (s == 1).numpy()
     q_taken = np.where(batch.actions.numpy() == 0, 1.0, 2.0)[final]
     y = 1.0 + (0.0 if terminate else gamma * 4.0)
@@ -114,12 +114,12 @@ def test_hard_and_soft_target_updates():
         for p, p_target in zip(agent.q.parameters(), agent.q_target.parameters()):
             p.fill_(1.0)
             p_target.fill_(0.0)
-    agent.update_target()  # w⁻ ← 0.25 · 1 + 0.75 · 0
+    agent.algorithm.update_target()  # w⁻ ← 0.25 · 1 + 0.75 · 0
     assert all(torch.allclose(p, torch.full_like(p, 0.25)) for p in agent.q_target.parameters())
-    agent.update_target()  # 0.25 + 0.75 · 0.25
+    agent.algorithm.update_target()  # 0.25 + 0.75 · 0.25
     assert all(torch.allclose(p, torch.full_like(p, 0.4375)) for p in agent.q_target.parameters())
     agent.config.tau = 1.0
-    agent.update_target()
+    agent.algorithm.update_target()
     assert all(torch.equal(p, q) for p, q in zip(agent.q_target.parameters(), agent.q.parameters()))
 
 
@@ -143,34 +143,36 @@ def test_a_training_round_equals_its_updates_one_at_a_time(double_q, draw_bytes,
     # for DQN, values all their S' in one forward pass of w⁻ (which no update of the round changes): the
     # same as updating one minibatch at a time.
     if draw_bytes is not None:  # CartPole's S is 16 bytes: room for 2 minibatches of 8 (S and S') per draw
-        monkeypatch.setattr("qapprox.dqn.agent.ROUND_DRAW_BYTES", draw_bytes)
+        monkeypatch.setattr("qapprox.dqn.algorithm.ROUND_DRAW_BYTES", draw_bytes)
     config = DQNConfig(**{**QUIET, "hidden": (16, 16), "batch_size": 8, "train_freq": 5, "gradient_steps": 5,
                           "n_step": 1, "double_q": double_q, "learning_rate": 0.01, "learning_starts": 20})
     batched, one_by_one = DQN(config).learn(40), DQN(config).learn(40)
-    assert torch.equal(batched.w, one_by_one.w) and torch.equal(batched.w_target, one_by_one.w_target)
-    batched.update_target()  # a target unlike w, so that using w in its place would show
+    assert torch.equal(batched.algorithm.w, one_by_one.algorithm.w)
+    assert torch.equal(batched.algorithm.w_target, one_by_one.algorithm.w_target)
+    batched.algorithm.update_target()  # a target unlike w, so that using w in its place would show
     drawn = []
     sample = batched.replay.sample
     batched.replay.sample = lambda *args, **kwargs: drawn.append(sample(*args, **kwargs)) or drawn[-1]
-    batched.train(1.0)
+    batched.algorithm.train(batched.replay, 1.0)
     assert [len(batch.actions) for batch in drawn] == draws  # 5 minibatches of 8 in one draw, or 2 + 2 + 1
-    one_by_one.update_target()
+    one_by_one.algorithm.update_target()
     for minibatch in (part for batch in drawn for part in batch.split(8)):
-        one_by_one.update(minibatch)
+        one_by_one.algorithm.update(minibatch)
     assert batched.updates - one_by_one.updates == 5
-    torch.testing.assert_close(batched.w, one_by_one.w, rtol=1e-5, atol=1e-6)
-    assert not torch.allclose(batched.w, batched.w_target)  # the round moved w
+    torch.testing.assert_close(batched.algorithm.w, one_by_one.algorithm.w, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(batched.algorithm.w, batched.algorithm.w_target)  # the round moved w
 
 
 def test_a_deep_copy_trains_on_its_own_weights():
     agent = DQN(DQNConfig(**{**QUIET, "hidden": (16, 16), "learning_starts": 50})).learn(100)
     clone = copy.deepcopy(agent)
-    before = agent.w.detach().clone()
+    before = agent.algorithm.w.detach().clone()
     clone.learn(300)
-    assert torch.equal(agent.w, before)  # the original did not move …
-    assert not torch.equal(clone.w, before)  # … the copy did, through its own views
+    assert torch.equal(agent.algorithm.w, before)  # the original did not move …
+    assert not torch.equal(clone.algorithm.w, before)  # … the copy did, through its own views
+    w = clone.algorithm.w
     for p in clone.q.parameters():
-        assert clone.w.data_ptr() <= p.data_ptr() < clone.w.data_ptr() + clone.w.numel() * clone.w.element_size()
+        assert w.data_ptr() <= p.data_ptr() < w.data_ptr() + w.numel() * w.element_size()
     np.testing.assert_array_equal(clone.predict(np.zeros((3, 4), np.float32)),
                                   clone.q(torch.zeros(3, 4)).argmax(1).numpy())
 
@@ -181,9 +183,9 @@ def test_zero_grad_on_the_module_does_not_cut_the_gradient_off(dueling):
     agent = DQN(DQNConfig(**{**QUIET, "hidden": (16, 16), "dueling": dueling, "optimizer": "sgd",
                              "learning_starts": 50})).learn(100)
     agent.q.zero_grad()
-    before = agent.w.detach().clone()
+    before = agent.algorithm.w.detach().clone()
     agent.learn(200)
-    assert not torch.equal(agent.w, before) and agent.w.grad.abs().sum() > 0
+    assert not torch.equal(agent.algorithm.w, before) and agent.algorithm.w.grad.abs().sum() > 0
 
 
 # -------------------------------------------------------------- the tabular special case
@@ -290,9 +292,10 @@ def test_save_load_same_greedy_actions_and_counters(tmp_path):
     # Everything but the execution settings, which come from the caller or the defaults, never the file.
     execution = {name: getattr(DQNConfig(), name) for name in EXECUTION_FIELDS}
     assert loaded.config == dataclasses.replace(agent.config, **execution) and agent.config.device == "cpu"
-    for a, b in zip(agent.optimizer.state_dict()["state"].values(), loaded.optimizer.state_dict()["state"].values()):
+    for a, b in zip(agent.algorithm.optimizer.state_dict()["state"].values(),
+                    loaded.algorithm.optimizer.state_dict()["state"].values()):
         assert torch.equal(a["exp_avg"], b["exp_avg"])
-    assert loaded.rng.random() == agent.rng.random()  # exploration RNG restored
+    assert loaded.algorithm.rng.random() == agent.algorithm.rng.random()  # exploration RNG restored
 
 
 # -------------------------------------------------------------- bad input

@@ -526,8 +526,8 @@ def test_dqn_update_matches_plain_autograd_and_adam(changes):
     config = DQNConfig(logdir="", eval_interval=0, learning_starts=0, threads=1, device="cpu", hidden=(16, 16),
                        batch_size=8, buffer_size=64, n_step=1, **changes)
     agent = DQN(config)
-    if hasattr(agent, "online"):  # an agent that updates through approximators.backprop
-        assert type(agent.online) is (Autograd if config.dueling else ByHand)
+    if hasattr(agent.algorithm, "online"):  # an agent that updates through approximators.backprop
+        assert type(agent.algorithm.online) is (Autograd if config.dueling else ByHand)
     torch.manual_seed(21)
     with torch.no_grad():  # make w⁻ differ from w, so that DQN and Double DQN targets differ
         for p in agent.q_target.parameters():
@@ -547,7 +547,7 @@ def test_dqn_update_matches_plain_autograd_and_adam(changes):
     if config.max_grad_norm:
         assert norm > config.max_grad_norm  # the clip is active
 
-    got_loss, got_td_abs, got_q_mean, got_norm = agent.update(batch)
+    got_loss, got_td_abs, got_q_mean, got_norm = agent.algorithm.update(batch)
     torch.testing.assert_close(got_loss.reshape(()), loss, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(got_td_abs, delta.abs(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(got_q_mean.reshape(()), q_mean, rtol=1e-5, atol=1e-6)
@@ -569,7 +569,7 @@ def test_dqn_prioritized_loss_is_the_weighted_mean():
     weights = torch.tensor([1.0, 0.0, 0.5, 0.0, 0.25, 0.0, 1.0, 0.0])
     batch = make_batch(seed=3, weights=weights)
     agent = DQN(config)
-    loss, td_abs, _, _ = agent.update(batch)
+    loss, td_abs, _, _ = agent.algorithm.update(batch)
     expected = (weights * 0.5 * td_abs**2).mean()
     torch.testing.assert_close(loss.reshape(()), expected, rtol=1e-5, atol=1e-6)
     uniform = (0.5 * td_abs**2).mean()

@@ -87,8 +87,8 @@ def test_replay_buffer_round_trips_and_resumed_updates_match(tmp_path):
     assert len(first.replay) == len(agent.replay)
     batch_a, batch_b = first.replay.sample(32), second.replay.sample(32)
     assert torch.equal(batch_a.obs, batch_b.obs) and torch.equal(batch_a.indices, batch_b.indices)
-    first.train(beta=1.0)
-    second.train(beta=1.0)
+    first.algorithm.train(first.replay, beta=1.0)
+    second.algorithm.train(second.replay, beta=1.0)
     for p, q in zip(first.q.parameters(), second.q.parameters()):
         assert torch.equal(p, q)
 
@@ -115,10 +115,10 @@ def test_a_checkpoint_with_per_tensor_optimizer_state_loads_into_the_flat_w(tmp_
     state["optimizer"] = per_tensor.state_dict()
     path = save_checkpoint(tmp_path / "old.ckpt", state, meta)
     loaded = DQN.load(path)
-    moments = loaded.optimizer.state_dict()["state"][0]
+    moments = loaded.algorithm.optimizer.state_dict()["state"][0]
     expected = per_tensor.state_dict()["state"]
     for key in ("exp_avg", "exp_avg_sq"):
         torch.testing.assert_close(moments[key], torch.cat([expected[i][key].reshape(-1) for i in sorted(expected)]))
-    assert moments["exp_avg"].shape == loaded.w.shape
+    assert moments["exp_avg"].shape == loaded.algorithm.w.shape
     loaded.learn(200)  # and it trains on from there
-    assert torch.isfinite(loaded.w).all()
+    assert torch.isfinite(loaded.algorithm.w).all()

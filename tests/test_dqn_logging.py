@@ -8,7 +8,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from qapprox.dqn.agent import DQN
 from qapprox.dqn.config import DQNConfig
-from qapprox.dqn.logging import TAGS, discounted_returns
+from qapprox.approximators import monte_carlo
+from qapprox.dqn.episodes import Episode
+from qapprox.dqn.logging import TAGS
 
 GAMMA = 0.99
 
@@ -54,9 +56,19 @@ def test_episode_tags_agree_with_each_other(run):
     assert len(returns) > 10 and np.all(np.diff(steps) >= 0) and steps[-1] <= 1_500
     np.testing.assert_array_equal(returns, lengths)
     assert np.all((lengths >= 8) & (lengths <= 500))
-    expected = [discounted_returns(np.ones(int(n)), GAMMA).mean() for n in lengths]
+    expected = [monte_carlo.returns(np.ones(int(n)), GAMMA).mean() for n in lengths]
     np.testing.assert_allclose(observed, expected, rtol=1e-5)
     np.testing.assert_allclose(gap, q_taken - observed, rtol=1e-4, atol=1e-4)
+
+
+def test_observed_returns_value_a_truncated_tail_by_the_bootstrap():
+    """G_t = R_{t+1} + γ G_{t+1} from G_T = 0 after a termination, G_T = the tail's value after a truncation."""
+    episode = Episode(env=0, G=3.0, length=3, truncated=True, q_taken=np.zeros(3), rewards=np.array([1.0, 2.0, 0.0]))
+    np.testing.assert_allclose(episode.observed(0.5), [1.0 + 0.5 * 2.0, 2.0, 0.0])
+    np.testing.assert_allclose(episode.observed(0.5, tail=8.0), [1.0 + 0.5 * 2.0 + 0.125 * 8.0, 2.0 + 0.25 * 8.0, 4.0])
+    # one bootstrap each for episodes stored one after another
+    G = monte_carlo.returns([1.0, 1.0, 5.0], 0.5, lengths=[2, 1], bootstrap=[4.0, 2.0])
+    np.testing.assert_allclose(G, [1.0 + 0.5 + 0.25 * 4.0, 1.0 + 0.5 * 4.0, 5.0 + 0.5 * 2.0])
 
 
 def test_training_tags_are_plausible(run):

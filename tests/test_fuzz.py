@@ -148,7 +148,7 @@ def test_corrupted_fields_load_or_refuse_cleanly(checkpoints, tmp_path_factory, 
     else:  # what loads must also train: no index or shape error waits inside the replay or the network
         try:  # finite but absurd values (an Adam moment of 1e16) may load and then diverge: the guard's one line
             agent.learn(agent.global_step + 40)
-            assert torch.isfinite(agent.w).all()
+            assert torch.isfinite(agent.algorithm.w).all()
             event("loaded and trained")
         except DivergenceError as error:
             assert "\n" not in str(error) and str(path) in str(error)  # names the loaded file as the last good one

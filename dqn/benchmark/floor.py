@@ -101,7 +101,7 @@ def qapprox_update_seconds(config: DQNConfig, batch: Batch, iterations: int) -> 
     from qapprox.dqn.agent import DQN
 
     agent = DQN(replace(config, {"buffer_size": config.batch_size, "total_timesteps": 0}))
-    seconds = per_call(lambda: agent.update(batch), iterations)
+    seconds = per_call(lambda: agent.algorithm.update(batch), iterations)
     agent.close()
     return seconds
 
