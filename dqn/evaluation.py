@@ -36,12 +36,12 @@ def solved(returns: Sequence[float] | np.ndarray, threshold: float | None) -> bo
 
 
 def rolling_mean(returns: Sequence[float] | np.ndarray, window: int) -> np.ndarray:
-    """Mean of the last `window` returns at each point (nan before the first `window` points)."""
+    """Mean of the last `window` returns at each point (nan before the first `window` points, and for a
+    window holding a nan: one missing value never hides a later window, as a running sum would)."""
     returns = np.asarray(returns, dtype=float)
     means = np.full(returns.size, np.nan)
     if window >= 1 and returns.size >= window:
-        sums = np.cumsum(np.concatenate(([0.0], returns)))
-        means[window - 1:] = (sums[window:] - sums[:-window]) / window
+        means[window - 1:] = np.lib.stride_tricks.sliding_window_view(returns, window).mean(axis=1)
     return means
 
 
