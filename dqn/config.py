@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from qapprox.approximators.networks import Q_NETWORK_KINDS
-from qapprox.dqn.logging import check_name
-from qapprox.envs.validation import MAX_INT, SEED_MAX, check_choice, check_float, check_int, is_int
+from qapprox.envs.validation import MAX_INT, SEED_MAX, check_choice, check_float, check_int, check_name, is_int
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from qapprox.envs.validation import check_name
+
 TAGS = (
     "charts/episodic_return", "charts/episodic_length", "charts/epsilon", "charts/SPS",
     "losses/td_loss", "losses/q_values", "losses/grad_norm", "eval/mean_return", "eval/std_return",
@@ -36,13 +38,6 @@ def make_run_dir(root: str | Path, env_id: str, name: str, seed: int) -> Path:
     if not str(root):
         raise ValueError("logdir='' names no folder; give one (e.g. runs)")
     return Path(root) / f"{env_id.replace('/', '-').replace(chr(92), '-')}__{name}__{seed}__{int(time.time())}"
-
-
-def check_name(field: str, name: str) -> str:
-    """`name` if it can be one component of a path (no '/', '\\', NUL, not '', '.' or '..')."""
-    if not isinstance(name, str) or not name or name in (".", "..") or any(c in name for c in "/\\\0"):
-        raise ValueError(f"{field}={name!r} must be a plain name: no '/', '\\', '..' or NUL")
-    return name
 
 
 def _quiet_writer_errors(args: threading.ExceptHookArgs) -> None:

@@ -35,11 +35,10 @@ import numpy as np
 from qapprox.dqn import ray_cluster
 from qapprox.dqn.config import DQNConfig, coerce, resolve
 from qapprox.dqn.env_factory import make_env
-from qapprox.dqn.logging import check_name
 from qapprox.dqn.ray_cluster import ClusterOptions
 from qapprox.dqn.trial import KILL_TRIAL_VARIABLE, Trial, TrialFailed, TrialInterrupted, config_name, pending, \
     read_json, run_trial
-from qapprox.envs.validation import shown
+from qapprox.envs.validation import check_name, shown
 
 MAX_TRIALS = 100_000  # configurations × seeds: each trial is a directory, a Ray task and a line of the report
 NAME_MAX = 255  # bytes in one path component (ext4, xfs, btrfs, tmpfs)

@@ -153,3 +153,10 @@ def check_choice(name: str, value: Any, allowed: Sequence[str]) -> Any:
     if not isinstance(value, str) or value not in allowed:
         raise ValueError(f"{name}={shown(value)} is not one of {', '.join(map(str, allowed))}")
     return value
+
+
+def check_name(field: str, name: str) -> str:
+    """`name` if it can be one component of a path (no '/', '\\', NUL, not '', '.' or '..')."""
+    if not isinstance(name, str) or not name or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise ValueError(f"{field}={name!r} must be a plain name: no '/', '\\', '..' or NUL")
+    return name

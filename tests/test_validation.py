@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from qapprox.envs.validation import (
+    check_name,
     MAX_INT, SEED_MAX, as_float, check_array, check_choice, check_float, check_int, check_pcg64_increment,
     check_positive, check_seed, check_shape, check_unit_interval, shown,
 )
@@ -133,3 +134,13 @@ def test_shown_keeps_a_message_on_one_short_line():
 
 def test_as_float_is_inf_beyond_float_range():
     assert as_float(3) == 3.0 and as_float(10**400) == math.inf
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "a\\b", "a\0b", 3])
+def test_check_name_refuses_what_is_not_one_plain_path_component(name):
+    with pytest.raises(ValueError, match=r"^run_name=.* must be a plain name"):
+        check_name("run_name", name)
+
+
+def test_check_name_returns_a_plain_name():
+    assert check_name("run_name", "dqn-lr3e-3..x") == "dqn-lr3e-3..x"
