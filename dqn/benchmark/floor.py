@@ -3,7 +3,8 @@
     floor seconds per env step = env step + batch-1 action + (updates per env step) · one update
 
 The update is the cheaper of two, on the same fixed minibatch:
-- qapprox's own: the agent's `update` (the by-hand backpropagation into one flat w, fused Adam), bare;
+- qapprox's own: `DQNAlgorithm.update`, the update the agent trains with (the by-hand backpropagation
+  into one flat w, fused Adam), bare;
 - the autograd reference (`autograd_reference_update`): the preset's arithmetic written the plain torch
   way — a yardstick for what qapprox's update would cost through autograd, not a second DQN update
   (no prioritized weights, no n-step bookkeeping, no statistics: it is never used to train).
@@ -19,7 +20,8 @@ import numpy as np
 import torch
 
 from qapprox.approximators.networks import q_network
-from qapprox.dqn.config import DQNConfig, replace
+from qapprox.dqn.algorithm import DQNAlgorithm
+from qapprox.dqn.config import DQNConfig
 from qapprox.dqn.env_factory import make_env, make_vector_env
 from qapprox.dqn.replay import Batch
 
@@ -96,14 +98,12 @@ def autograd_reference_update(config: DQNConfig, q: torch.nn.Module, q_target: t
     return step
 
 
-def qapprox_update_seconds(config: DQNConfig, batch: Batch, iterations: int) -> float:
-    """Seconds of one call of the agent's own update on `batch`, bare: what the loop costs beyond is its overhead."""
-    from qapprox.dqn.agent import DQN
-
-    agent = DQN(replace(config, {"buffer_size": config.batch_size, "total_timesteps": 0}))
-    seconds = per_call(lambda: agent.algorithm.update(batch), iterations)
-    agent.close()
-    return seconds
+def qapprox_update_seconds(config: DQNConfig, obs_shape: tuple[int, ...], n_actions: int, batch: Batch,
+                           iterations: int) -> float:
+    """Seconds of one call of DQNAlgorithm.update on `batch` (the update the agent trains with), bare: no
+    env, no replay, no loop; what training costs beyond is the loop's overhead."""
+    algorithm = DQNAlgorithm(config, obs_shape, n_actions, torch.device("cpu"))
+    return per_call(lambda: algorithm.update(batch), iterations)
 
 
 def floor(config: DQNConfig, iterations: int) -> dict[str, float]:
@@ -138,7 +138,7 @@ def floor(config: DQNConfig, iterations: int) -> dict[str, float]:
         "act_batch1": per_call(act, iterations),
         "update_fused_adam": per_call(reference(fused=True), update_iterations),
         "update_default_adam": per_call(reference(), update_iterations),
-        "update_qapprox": qapprox_update_seconds(config, batch, update_iterations),
+        "update_qapprox": qapprox_update_seconds(config, obs_shape, n_actions, batch, update_iterations),
     }
     # Updates the run makes: gradient_steps at each multiple of train_freq in (learning_starts, total].
     total = config.total_timesteps
