@@ -5,7 +5,7 @@
     config = from_toml("my.toml", base=config)            # a file's keys over a base config
     config, given = resolve({"seed": 3}, config_file="my.toml")   # preset < file < flags, as train_dqn
 
-The defaults are the "CartPole-v1" preset. Every field is also a flag of `scripts.train_dqn`.
+The defaults are the "CartPole-v1" preset. Every field is also a flag of `qapprox train`.
 """
 
 from __future__ import annotations

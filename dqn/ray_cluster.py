@@ -147,7 +147,7 @@ def disconnect(ray) -> None:
 # The local cluster: on 127.0.0.1 only, and ended with the driver, even by SIGKILL
 # --------------------------------------------------------------------------------------------
 #
-# Process tree (the driver is `python -m scripts.sweep`, or any process that called connect()):
+# Process tree (the driver is `qapprox sweep`, or any process that called connect()):
 #
 #   driver ── keeper (own session, child subreaper) ── head (ray.init: gcs, raylet, …) ── agents, workers, trials
 #

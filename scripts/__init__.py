@@ -1,1 +1,1 @@
-"""qapprox command-line fronts: run as `python -m scripts.NAME`."""
+"""qapprox command-line fronts: `qapprox SUBCOMMAND` (scripts/cli.py), or `python -m scripts.NAME` from a checkout."""

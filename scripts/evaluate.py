@@ -1,4 +1,4 @@
-"""Evaluate a DQN checkpoint greedily: `python -m scripts.evaluate PATH --episodes 20 [--video DIR]`.
+"""Evaluate a DQN checkpoint greedily: `qapprox evaluate PATH --episodes 20 [--video DIR]`.
 
 Prints the mean ± std of the undiscounted return over the episodes (and each return with --verbose).
 --video DIR records every episode as MP4 with gymnasium's RecordVideo (needs the `video` extra: moviepy,

@@ -1,8 +1,8 @@
 """Neural-network regression of Monte Carlo returns: fitted v̂ and q̂ against the DP-exact v_π and q_π.
 
-    python -m scripts.nn_regression                                   # Quiz 9, Adam, 3000 episodes
-    python -m scripts.nn_regression --optimizer sgd --alpha 0.01 --batch-size 128
-    python -m scripts.nn_regression --env random-walk-5 --episodes 1000 --hidden   # no hidden layer
+    qapprox nn-regression                                   # Quiz 9, Adam, 3000 episodes
+    qapprox nn-regression --optimizer sgd --alpha 0.01 --batch-size 128
+    qapprox nn-regression --env random-walk-5 --episodes 1000 --hidden   # no hidden layer
 
 Collects episodes under the uniform random policy, builds the training sets ⟨x(S_t), G_t⟩ and
 ⟨x(S_t, A_t), G_t⟩ with one-hot features, fits one network to each by minimising

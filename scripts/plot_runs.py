@@ -1,4 +1,4 @@
-"""Learning curves from TensorBoard runs: `python -m scripts.plot_runs RUN_DIRS… [--tag T …] [--out PNG]`.
+"""Learning curves from TensorBoard runs: `qapprox plot RUN_DIRS… [--tag T …] [--out PNG]`.
 
 Runs are grouped by their name without the seed and time (runs/<env>__<name>__<seed>__<time>);
 each group is drawn as the mean over its seeds with a min–max band, on a common step grid

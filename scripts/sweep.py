@@ -1,4 +1,4 @@
-"""Many seeds and a hyper-parameter sweep of scripts.train_dqn on Ray, then an aggregate report.
+"""Many seeds and a hyper-parameter sweep of `qapprox train` runs on Ray, then an aggregate report.
 
     python -m scripts.sweep --env CartPole-v1 --seeds 0-9 \\
         --grid learning_rate=1e-3,3e-4 --grid double_q=true,false --sweep-dir runs/sweeps/lr-double

@@ -1,8 +1,8 @@
 """TD(λ) prediction on a finite MDP, scored like S&B Figure 12.3: RMS error against the DP-exact v_π.
 
-    python -m scripts.td_lambda --env random-walk-19 --trace accumulating --lam 0.8 --alpha 0.4 \\
+    qapprox td-lambda --env random-walk-19 --trace accumulating --lam 0.8 --alpha 0.4 \\
         --episodes 10 --runs 100 --seed 0 --json
-    python -m scripts.td_lambda --sweep --trace true-online        # all λ × α in one batch, and a PNG
+    qapprox td-lambda --sweep --trace true-online        # all λ × α in one batch, and a PNG
 
 Weights start at 0, episodes follow the uniform random policy, γ is the environment's (1 for the
 random walks). After each episode the RMS error over the non-terminal states is logged to

@@ -1,4 +1,4 @@
-"""Train DQN: `python -m scripts.train_dqn` solves CartPole-v1 with the default preset.
+"""Train DQN: `qapprox train` solves CartPole-v1 with the default preset.
 
     python -m scripts.train_dqn                                   # CartPole-v1, default preset
     python -m scripts.train_dqn --env Acrobot-v1                  # that env's preset, if one ships
