@@ -31,7 +31,7 @@ SUBCOMMANDS = {
     "benchmark-linear": "bench_linear",
     "benchmark-memory": "bench_memory",
 }
-PACKAGE = __name__.rpartition(".")[0]  # qapprox.scripts (or scripts, run from a checkout)
+PACKAGE = __package__  # qapprox.scripts (or scripts, run from a checkout; also under python -m)
 
 
 def summary(module: str) -> str:

@@ -79,3 +79,9 @@ def test_python_m_scripts_still_works_from_a_checkout(module):
     done = subprocess.run([sys.executable, "-m", f"scripts.{module}", "--help"], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.startswith("usage:")
+
+
+def test_python_m_the_cli_module_finds_its_subcommands():
+    done = subprocess.run([sys.executable, "-m", "qapprox.scripts.cli", "evaluate", "--help"], cwd=REPO.parent,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("usage: qapprox evaluate")
