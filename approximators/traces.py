@@ -39,7 +39,7 @@ from qapprox.approximators.linear import q_hat, v_hat
 from qapprox.approximators.monte_carlo import MAX_STEPS, episode_lengths, episodes_bytes
 from qapprox.approximators.policies import epsilon_greedy
 from qapprox.envs.finite import FiniteMDP
-from qapprox.envs.validation import as_float, check_choice, check_positive, check_unit_interval
+from qapprox.envs.validation import as_float, check_choice, check_int, check_positive, check_unit_interval
 
 TRACES = ("accumulating", "replacing", "dutch", "true-online")
 METHODS = (*TRACES, "offline-lambda-return")
@@ -88,7 +88,8 @@ class EpisodeBatch:
         cls, mdp: FiniteMDP, episodes: list, runs: int, *, action_values: bool = False
     ) -> EpisodeBatch:
         """Run n gets episodes[n·E : (n+1)·E] of a list as FiniteMDP.episodes returns it."""
-        if runs < 1 or len(episodes) == 0 or len(episodes) % runs:
+        runs = check_int("runs", runs, 1)
+        if len(episodes) == 0 or len(episodes) % runs:
             raise ValueError(f"{len(episodes)} episodes cannot be split into runs={runs} runs of equal size")
         length = np.array([len(S) for S, _, _ in episodes])
         S, A, R = (np.concatenate([episode[i] for episode in episodes]) for i in range(3))
@@ -112,8 +113,7 @@ class EpisodeBatch:
         *, action_values: bool = False,
     ) -> EpisodeBatch:
         """runs × episodes episodes under π, simulated in lockstep."""
-        if runs < 1 or episodes < 1:
-            raise ValueError(f"runs={runs} and episodes={episodes} must be ≥ 1")
+        runs, episodes = check_int("runs", runs, 1), check_int("episodes", episodes, 1)
         return cls.from_episodes(mdp, mdp.episodes(pi, runs * episodes, rng), runs, action_values=action_values)
 
     def feature_table(self, features: np.ndarray) -> np.ndarray:
@@ -308,8 +308,8 @@ def sarsa_lambda(
     check_trace(trace, TRACES, X_sa)
     epsilon = float(check_unit_interval("epsilon", epsilon))
     gamma = float(check_unit_interval("gamma", mdp.gamma if gamma is None else gamma))
-    if episodes < 1 or runs < 1 or max_steps < 1:
-        raise ValueError(f"episodes={episodes}, runs={runs} and max_steps={max_steps} must be ≥ 1")
+    episodes, runs = check_int("episodes", episodes, 1), check_int("runs", runs, 1)
+    max_steps = check_int("max_steps", max_steps, 1)
     alpha, lam = _configs(alpha, lam)
     rows = (alpha.shape[0], runs)
     learner = TDLambda(np.zeros((*rows, X_sa.shape[-1])), trace=trace, alpha=alpha, lam=lam, gamma=gamma)

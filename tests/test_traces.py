@@ -234,6 +234,26 @@ def test_step_with_a_wrong_feature_size_and_sarsa_with_state_features_fail_clear
 
 
 @pytest.mark.parametrize(
+    "count, message",
+    [
+        (dict(episodes=True), "episodes=True must be an integer ≥ 1"),
+        (dict(episodes=2.0), "episodes=2.0 must be an integer ≥ 1"),
+        (dict(runs=0), "runs=0 must be an integer ≥ 1"),
+        (dict(max_steps=False), "max_steps=False must be an integer ≥ 1"),
+    ],
+)
+def test_counts_are_integers_not_bools_or_floats(count, message):
+    mdp, rng = quiz9_mdp(), np.random.default_rng(0)
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        sarsa_lambda(mdp, state_action_features(mdp), **{"episodes": 1, **count}, rng=rng)
+    if "max_steps" not in count:
+        with pytest.raises(ValueError, match=f"^{message}$"):
+            EpisodeBatch.sample(mdp, mdp.uniform_policy(), **{"runs": 1, "episodes": 1, **count}, rng=rng)
+    with pytest.raises(ValueError, match="runs=True must be an integer ≥ 1"):
+        EpisodeBatch.from_episodes(mdp, mdp.episodes(mdp.uniform_policy(), 1, rng), runs=True)
+
+
+@pytest.mark.parametrize(
     "argv, message",
     [
         (["--lam", "1.5"], "error: lam=1.5 is outside [0, 1]"),
