@@ -46,12 +46,14 @@ def rolling_mean(returns: Sequence[float] | np.ndarray, window: int) -> np.ndarr
 
 
 def first_solved(returns: Sequence[float] | np.ndarray, threshold: float | None, window: int = 1) -> int | None:
-    """Index of the first point whose window of the last `window` returns is `solved` (None if none).
-    With window = 1 each point is already a window's mean (an evaluation's mean return)."""
-    if threshold is None or window < 1:
-        return None
-    hits = np.flatnonzero(rolling_mean(returns, window) >= threshold)  # nan (too few points) is never ≥
-    return int(hits[0]) if hits.size else None
+    """Index of the first point whose window of the last `window` returns is `solved` (None if none): the
+    same predicate the agent applies to each evaluation. With window = 1 each point is already a window's
+    mean (an evaluation's mean return); a window holding a nan is not solved."""
+    returns = np.asarray(returns, dtype=float)
+    for end in range(max(window, 1), returns.size + 1):
+        if solved(returns[end - window:end], threshold):
+            return end - 1
+    return None
 
 
 def greedy_returns(policy: Callable[[np.ndarray], np.ndarray], envs: gym.vector.VectorEnv, episodes: int,
