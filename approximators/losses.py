@@ -26,6 +26,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from qapprox.envs.validation import check_choice
+
 LossFunction = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
@@ -73,9 +75,7 @@ LOSSES: dict[str, LossFunction] = {
 
 def check_loss(name: str) -> LossFunction:
     """The loss called `name`, or a one-line ValueError listing the allowed names."""
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; allowed: {', '.join(LOSSES)}")
-    return LOSSES[name]
+    return LOSSES[check_choice("loss", name, LOSSES, label="loss")]
 
 
 def _as_rows(y_hat: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qapprox.approximators import losses
-from qapprox.envs.validation import check_int, is_int
+from qapprox.envs.validation import check_choice, check_int, is_int
 
 LEAKY_SLOPE = 0.01  # σ(z) = 0.01 z for z < 0: torch.nn.LeakyReLU's default (Keras' LeakyReLU uses 0.3)
 ELU_ALPHA = 1.0  # σ(z) = α(eᶻ − 1) for z < 0, the lecture's ELU with α = 1 (torch's and Keras' default)
@@ -120,14 +120,8 @@ class MLP:
         if not hidden or not all(is_int(h) and h >= 1 for h in hidden):
             raise ValueError(f"hidden={self.hidden!r} must list one or more layer sizes, each an integer ≥ 1")
         object.__setattr__(self, "hidden", hidden)
-        if self.hidden_activation not in HIDDEN_ACTIVATIONS:
-            raise ValueError(
-                f"unknown hidden_activation {self.hidden_activation!r}; allowed: {', '.join(HIDDEN_ACTIVATIONS)}"
-            )
-        if self.output_activation not in ACTIVATIONS:
-            raise ValueError(
-                f"unknown output_activation {self.output_activation!r}; allowed: {', '.join(ACTIVATIONS)}"
-            )
+        check_choice("hidden_activation", self.hidden_activation, HIDDEN_ACTIVATIONS, label="hidden_activation")
+        check_choice("output_activation", self.output_activation, ACTIVATIONS, label="output_activation")
 
     # ------------------------------------------------------------- weights
     @property

@@ -23,7 +23,7 @@ from typing import TextIO
 import torch
 from torch import nn
 
-from qapprox.envs.validation import check_float, check_int, check_shape
+from qapprox.envs.validation import check_choice, check_float, check_int, check_shape
 
 # name → module factory. Softmax is over the last axis (the outputs ŷ_1..ŷ_M).
 # leaky_relu uses torch's slope 0.01 (Keras' LeakyReLU defaults to 0.3); elu uses α = 1.
@@ -36,14 +36,14 @@ ACTIVATIONS = {
     "softmax": lambda: nn.Softmax(dim=-1),
     "linear": None,
 }
-ACTIVATION_NAMES = tuple(ACTIVATIONS) + ("None",)
 Q_NETWORK_KINDS = ("mlp", "cnn", "linear")
 LINEAR_INITS = ("zeros", "default")
 
 
 def check_activation(activation: str | None) -> None:
-    if activation is not None and activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; allowed: {', '.join(ACTIVATION_NAMES)}")
+    """Refuses an activation that is neither None (no activation, as "linear") nor a name in ACTIVATIONS."""
+    if activation is not None:
+        check_choice("activation", activation, ACTIVATIONS, label="activation")
 
 
 # ---------------------------------------------------------------- layer specs
@@ -180,8 +180,7 @@ def linear_q_network(n_features: int, n_actions: int, bias: bool = False, init: 
     """
     check_int("n_features", n_features, 1)
     check_int("n_actions", n_actions, 1)
-    if init not in LINEAR_INITS:
-        raise ValueError(f"unknown init {init!r}; allowed: {', '.join(LINEAR_INITS)}")
+    check_choice("init", init, LINEAR_INITS, label="init")
     layer = nn.Linear(n_features, n_actions, bias=bias)
     if init == "zeros":
         nn.init.zeros_(layer.weight)
@@ -202,8 +201,7 @@ def q_network(
 
     hidden and activation shape the "mlp" only; the "cnn" is the Nature network as published.
     """
-    if kind not in Q_NETWORK_KINDS:
-        raise ValueError(f"unknown Q-network kind {kind!r}; allowed: {', '.join(Q_NETWORK_KINDS)}")
+    check_choice("kind", kind, Q_NETWORK_KINDS, label="Q-network kind")
     check_int("n_actions", n_actions, 1)
     if kind == "cnn":
         channels, height, width = check_shape("obs_shape", obs_shape, ndim=3)

@@ -24,7 +24,7 @@ from torch import nn
 
 from qapprox.approximators.limits import check_memory
 from qapprox.approximators.networks import Dense, build, check_activation
-from qapprox.envs.validation import check_float, check_int, check_seed
+from qapprox.envs.validation import check_choice, check_float, check_int, check_seed
 
 OPTIMIZERS = ("sgd", "adam")
 MAX_ALPHA = float(np.finfo(np.float32).max) / 10  # Adam's first step is α / (1 − β₁) = 10α, a float32 in torch
@@ -51,8 +51,7 @@ class NeuralRegression:
     costs: list[float] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+        check_choice("optimizer", self.optimizer, OPTIMIZERS, label="optimizer")
         check_float("alpha", self.alpha, 0.0, low_open=True)
         if self.alpha > MAX_ALPHA:
             raise ValueError(f"alpha={self.alpha:g} is too large for float32 weights; allowed: 0 < alpha ≤ {MAX_ALPHA:.3g}")

@@ -16,6 +16,7 @@ import gymnasium as gym
 from qapprox.envs.finite import FiniteMDP, FiniteMDPEnv
 from qapprox.envs.quiz import quiz9_mdp
 from qapprox.envs.random_walk import random_walk, random_walk_1000
+from qapprox.envs.validation import choice_error
 from qapprox.envs.wrappers import OneHotObservation
 
 __all__ = ["FiniteMDP", "FiniteMDPEnv", "OneHotObservation", "make_mdp", "quiz9_mdp", "random_walk", "random_walk_1000", "MDP_NAMES"]
@@ -32,7 +33,7 @@ def make_mdp(name: str) -> FiniteMDP:
     match = re.fullmatch(r"random-walk-(\d+)", name)
     if match and int(match.group(1)) >= 1:
         return random_walk(int(match.group(1)))
-    raise ValueError(f"unknown env {name!r}; allowed: {', '.join(MDP_NAMES)}")
+    raise choice_error("env", name, MDP_NAMES, label="env")
 
 
 def _make_env(mdp_factory, **kwargs) -> FiniteMDPEnv:

@@ -6,7 +6,8 @@ names the value (through `shown`) and what is allowed.
     lr = check_float("learning_rate", lr, 0.0, low_open=True)   # > 0 and finite
     lam = check_unit_interval("lam", [0.0, 0.5, 1.0])  # numbers or arrays in [0, 1], as a float64 array
     seed = check_seed("seed", seed)                     # an integer in [0, 2**32 − 1]
-    kind = check_choice("kind", kind, ("mlp", "cnn"))   # one of the names allowed
+    kind = check_choice("kind", kind, ("mlp", "cnn"))   # one of the names allowed: kind='rnn' is not one of mlp, cnn
+    check_choice("kind", kind, KINDS, label="Q-network kind")   # unknown Q-network kind 'rnn'; allowed: mlp, cnn
 
 It sits at the bottom layer (envs/, imported by approximators/, dqn/ and scripts/) and needs numpy only.
 What the machine allows (CPUs, memory) is checked in qapprox.approximators.limits.
@@ -15,7 +16,7 @@ What the machine allows (CPUs, memory) is checked in qapprox.approximators.limit
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -148,10 +149,19 @@ def check_positive(name: str, value: Any) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- names
-def check_choice(name: str, value: Any, allowed: Sequence[str]) -> Any:
-    """value, if it is one of the names in `allowed` (a string: 1 is not "1")."""
+def choice_error(name: str, value: Any, allowed: Collection[str], *, label: str | None = None) -> ValueError:
+    """The refusal of a name not in `allowed`: `loss='mse' is not one of huber, squared_error`, or with a label
+    (what the value is, in words) `unknown Q-network kind 'rnn'; allowed: mlp, cnn, linear`."""
+    names = ", ".join(map(str, allowed))
+    if label is None:
+        return ValueError(f"{name}={shown(value)} is not one of {names}")
+    return ValueError(f"unknown {label} {shown(value)}; allowed: {names}")
+
+
+def check_choice(name: str, value: Any, allowed: Collection[str], *, label: str | None = None) -> Any:
+    """value, if it is one of the names in `allowed` (a string: 1 is not "1"); else choice_error's ValueError."""
     if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name}={shown(value)} is not one of {', '.join(map(str, allowed))}")
+        raise choice_error(name, value, allowed, label=label)
     return value
 
 

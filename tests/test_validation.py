@@ -9,7 +9,7 @@ import torch
 
 from qapprox.envs.validation import (
     check_name,
-    MAX_INT, SEED_MAX, as_float, check_array, check_choice, check_float, check_int, check_pcg64_increment,
+    MAX_INT, SEED_MAX, as_float, check_array, check_choice, choice_error, check_float, check_int, check_pcg64_increment,
     check_positive, check_seed, check_shape, check_unit_interval, shown,
 )
 
@@ -120,6 +120,12 @@ def test_check_choice():
             "trace='eligibility' is not one of accumulating, dutch")
     refused(lambda: check_choice("loss", None, ("huber", "mse")), "loss=None is not one of huber, mse")
     refused(lambda: check_choice("loss", ["mse"], ("huber", "mse")), "loss=['mse'] is not one of")
+    # with a label, the wording of a named kind of thing: unknown <label> 'value'; allowed: ...
+    assert check_choice("kind", "cnn", ("mlp", "cnn"), label="Q-network kind") == "cnn"
+    refused(lambda: check_choice("kind", "rnn", ("mlp", "cnn"), label="Q-network kind"),
+            "unknown Q-network kind 'rnn'; allowed: mlp, cnn")
+    refused(lambda: check_choice("loss", 1, {"huber": None}, label="loss"), "unknown loss 1; allowed: huber")
+    assert str(choice_error("env", "walk", ("quiz9",), label="env")) == "unknown env 'walk'; allowed: quiz9"
 
 
 def test_shown_keeps_a_message_on_one_short_line():
