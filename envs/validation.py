@@ -6,10 +6,12 @@ names the value (through `shown`) and what is allowed.
     lr = check_float("learning_rate", lr, 0.0, low_open=True)   # > 0 and finite
     lam = check_unit_interval("lam", [0.0, 0.5, 1.0])  # numbers or arrays in [0, 1], as a float64 array
     seed = check_seed("seed", seed)                     # an integer in [0, 2**32 − 1]
-    kind = check_choice("kind", kind, ("mlp", "cnn"))   # one of the names allowed: kind='rnn' is not one of mlp, cnn
-    check_choice("kind", kind, KINDS, label="Q-network kind")   # unknown Q-network kind 'rnn'; allowed: mlp, cnn
+    kind = check_choice("kind", kind, ("mlp", "cnn"))   # one of the names: "kind='rnn' is not one of mlp, cnn"
+    kind = check_choice("kind", kind, ("mlp", "cnn"), label="Q-network kind")  # "unknown Q-network kind 'rnn'; …"
 
-It sits at the bottom layer (envs/, imported by approximators/, dqn/ and scripts/) and needs numpy only.
+It sits at the bottom layer (envs/, imported by approximators/, dqn/ and scripts/). The module itself imports
+numpy only, but as qapprox.envs.validation it first runs qapprox/envs/__init__.py, which imports gymnasium and
+registers the qapprox/ envs; nothing here imports torch.
 What the machine allows (CPUs, memory) is checked in qapprox.approximators.limits.
 """
 
