@@ -131,3 +131,24 @@ def test_memory_case_fills_the_buffer_it_trained():
     result = case(capacity=500, steps=300, sample_every=100, fill=True, threads=1)
     assert [sample["step"] for sample in result["samples"]] == [100, 200, 300]
     assert result["samples"][-1]["stored"] <= 300 and result["peak_rss_mib"] >= result["rss_full_mib"] > 0
+
+
+@pytest.mark.parametrize("name", ["CartPole-v1", "sb3-zoo-cartpole", "cleanrl-cartpole"])
+def test_floor_reference_takes_the_gradient_of_the_agents_update(name):
+    import torch
+
+    from qapprox.approximators.networks import q_network
+    from qapprox.dqn.algorithm import DQNAlgorithm
+    from qapprox.dqn.benchmark.floor import autograd_reference_update, fixed_batch
+
+    config = preset(name)
+    algorithm = DQNAlgorithm(config, (4,), 2, torch.device("cpu"))
+    q = q_network(config.q_network, (4,), 2, config.hidden, config.activation, config.dueling)
+    q.load_state_dict(algorithm.q.state_dict())
+    batch = fixed_batch(config, (4,), 2)
+    autograd_reference_update(algorithm, q, batch, torch.optim.SGD(q.parameters(), lr=0.0))()
+    algorithm.optimizer.param_groups[0]["lr"] = 0.0
+    algorithm.update(batch)
+    # Same targets (DQNAlgorithm.targets), same loss (td_loss), same clip: autograd's ∇L is the by-hand one.
+    reference = torch.cat([p.grad.reshape(-1) for p in q.parameters()])
+    assert torch.allclose(reference, algorithm.w.grad, atol=1e-6)

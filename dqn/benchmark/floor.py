@@ -5,9 +5,10 @@
 The update is the cheaper of two, on the same fixed minibatch:
 - qapprox's own: `DQNAlgorithm.update`, the update the agent trains with (the by-hand backpropagation
   into one flat w, fused Adam), bare;
-- the autograd reference (`autograd_reference_update`): the preset's arithmetic written the plain torch
-  way — a yardstick for what qapprox's update would cost through autograd, not a second DQN update
-  (no prioritized weights, no n-step bookkeeping, no statistics: it is never used to train).
+- the autograd reference (`autograd_reference_update`): the same targets y = `DQNAlgorithm.targets` and
+  per-sample loss ℓ(δ) = `DQNAlgorithm.td_loss`, then the plain torch way — autograd's backward through a
+  module of its own and torch's Adam over its parameters. A yardstick for what qapprox's update would
+  cost through autograd, not a second DQN update (no prioritized weights, no statistics: it never trains).
 """
 
 from __future__ import annotations
@@ -72,37 +73,32 @@ def fixed_batch(config: DQNConfig, obs_shape: tuple[int, ...], n_actions: int) -
     return Batch(obs, actions, torch.ones(B), next_obs, torch.full((B,), config.gamma), torch.ones(B), torch.arange(B))
 
 
-def autograd_reference_update(config: DQNConfig, q: torch.nn.Module, q_target: torch.nn.Module, batch: Batch,
+def autograd_reference_update(algorithm: DQNAlgorithm, q: torch.nn.Module, batch: Batch,
                               optimizer: torch.optim.Optimizer) -> Callable[[], None]:
-    """The reference update through autograd (not used to train): target forward (plus the online forward
-    on S' for Double DQN), y = r + γ^n q̂(S', a*, w⁻), online forward, gather, loss, backward, gradient-norm
-    clip if on, one optimiser step."""
-    parameters = list(q.parameters())
+    """The reference update through autograd (not used to train), one call of the returned step:
+
+        y = algorithm.targets(batch)                      target forward (and online on S' for Double DQN)
+        L = mean_i ℓ(y_i − q̂(S_i, A_i))                   q's forward, gather, algorithm.td_loss
+        ∇L by loss.backward(), clipped to max_grad_norm if on, one optimizer step on q's parameters
+    """
+    parameters, max_grad_norm = list(q.parameters()), algorithm.config.max_grad_norm
     actions = batch.actions.unsqueeze(1)
 
     def step() -> None:
-        with torch.no_grad():
-            q_next = q_target(batch.next_obs)
-            a_star = (q(batch.next_obs) if config.double_q else q_next).argmax(dim=1, keepdim=True)
-            y = batch.rewards + batch.discounts * q_next.gather(1, a_star).squeeze(1)
+        y = algorithm.targets(batch)
         q_taken = q(batch.obs).gather(1, actions).squeeze(1)
-        if config.loss == "mse":
-            loss = 0.5 * (y - q_taken).square().mean()
-        else:
-            loss = torch.nn.functional.huber_loss(q_taken, y)
+        loss = algorithm.td_loss(y - q_taken)[0].mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if config.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm, foreach=True)
+        if max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm, foreach=True)
         optimizer.step()
     return step
 
 
-def qapprox_update_seconds(config: DQNConfig, obs_shape: tuple[int, ...], n_actions: int, batch: Batch,
-                           iterations: int) -> float:
+def qapprox_update_seconds(algorithm: DQNAlgorithm, batch: Batch, iterations: int) -> float:
     """Seconds of one call of DQNAlgorithm.update on `batch` (the update the agent trains with), bare: no
     env, no replay, no loop; what training costs beyond is the loop's overhead."""
-    algorithm = DQNAlgorithm(config, obs_shape, n_actions, torch.device("cpu"))
     return per_call(lambda: algorithm.update(batch), iterations)
 
 
@@ -116,9 +112,8 @@ def floor(config: DQNConfig, iterations: int) -> dict[str, float]:
     env = make_env(config.env_id)
     obs_shape, n_actions = env.observation_space.shape, int(env.action_space.n)
     env.close()
+    algorithm = DQNAlgorithm(config, obs_shape, n_actions, torch.device("cpu"))
     q = q_network(config.q_network, obs_shape, n_actions, config.hidden, config.activation, config.dueling)
-    q_target = q_network(config.q_network, obs_shape, n_actions, config.hidden, config.activation, config.dueling)
-    q_target.requires_grad_(False)
     batch = fixed_batch(config, obs_shape, n_actions)
     obs1 = torch.randn((1, *obs_shape), generator=torch.Generator().manual_seed(1))
 
@@ -127,8 +122,7 @@ def floor(config: DQNConfig, iterations: int) -> dict[str, float]:
             q(obs1).argmax(dim=1).numpy()
 
     def reference(**adam: Any) -> Callable[[], None]:
-        return autograd_reference_update(config, q, q_target, batch,
-                                         torch.optim.Adam(q.parameters(), lr=config.learning_rate, **adam))
+        return autograd_reference_update(algorithm, q, batch, torch.optim.Adam(q.parameters(), lr=config.learning_rate, **adam))
 
     update_iterations = max(iterations // 10, 10)
     result = {
@@ -138,7 +132,7 @@ def floor(config: DQNConfig, iterations: int) -> dict[str, float]:
         "act_batch1": per_call(act, iterations),
         "update_fused_adam": per_call(reference(fused=True), update_iterations),
         "update_default_adam": per_call(reference(), update_iterations),
-        "update_qapprox": qapprox_update_seconds(config, obs_shape, n_actions, batch, update_iterations),
+        "update_qapprox": qapprox_update_seconds(algorithm, batch, update_iterations),
     }
     # Updates the run makes: gradient_steps at each multiple of train_freq in (learning_starts, total].
     total = config.total_timesteps
