@@ -4,6 +4,7 @@ script's. (.ci/check_install installs the wheel into a fresh venv and trains fro
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,7 +15,7 @@ import pytest
 from qapprox.scripts import cli
 
 REPO = Path(__file__).resolve().parents[1]
-FOLDERS = ("envs", "approximators", "dqn", "scripts")
+FOLDERS = ("envs/", "approximators/", "dqn/", "scripts/")
 
 
 @pytest.fixture(autouse=True)
@@ -22,10 +23,21 @@ def keep_argv(monkeypatch):
     monkeypatch.setattr(sys, "argv", list(sys.argv))  # cli.main sets argparse's prog through sys.argv
 
 
+def source_files() -> list[str]:
+    """The files git tracks or would track (not the ignored ones: .venv, build/, runs/)."""
+    done = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                          capture_output=True, text=True, check=True)
+    return [name for name in done.stdout.split("\0") if name and (REPO / name).is_file()]
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> zipfile.ZipFile:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(REPO)],
+    """The wheel built from a copy of the files git tracks or would track: a stale build/ cannot leak in."""
+    source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
+    for name in source_files():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(source)],
                    check=True, cwd=out, timeout=600)
     [path] = out.glob("qapprox-*.whl")
     return zipfile.ZipFile(path)
@@ -36,10 +48,8 @@ def test_the_wheel_installs_only_qapprox_and_its_dist_info(wheel):
 
     top = {name.split("/")[0] for name in wheel.namelist()}
     assert top == {"qapprox", f"qapprox-{version('qapprox')}.dist-info"}
-    tracked = subprocess.run(["git", "ls-files", *FOLDERS], cwd=REPO, capture_output=True, text=True, check=True)
-    sources = {f"qapprox/{name}" for name in tracked.stdout.split() if name.endswith(".py")}
-    assert sources and sources <= set(wheel.namelist())
-    assert not [name for name in wheel.namelist() if name.startswith("qapprox/tests")]
+    sources = {f"qapprox/{name}" for name in source_files() if name.endswith(".py") and name.startswith(FOLDERS)}
+    assert sources and sources == {name for name in wheel.namelist() if name.endswith(".py")}
 
 
 def test_the_wheel_declares_the_qapprox_command(wheel):
