@@ -8,7 +8,7 @@ and an env that renders rgb_array); episodes then run one after another in a sin
 from __future__ import annotations
 
 from qapprox.dqn.config import INT_RANGES
-from qapprox.envs.validation import check_int
+from qapprox.envs.validation import check_int, check_seed
 from qapprox.scripts._cli import ArgumentParser, run, set_threads
 
 
@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", help="a checkpoint written by scripts.train_dqn or DQN.save")
     parser.add_argument("--episodes", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=None, help="env seed ≥ 0 (default: the run's seed + 1,000,000)")
+    parser.add_argument("--seed", type=int, default=None, help="env seed in [0, 2**32 − 1] (default: the run's seed + 1,000,000)")
     parser.add_argument("--video", metavar="DIR", help="record the episodes as videos into DIR")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1; never the file's)")
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_int("--episodes", args.episodes, 1, INT_RANGES["eval_episodes"][1])
     if args.seed is not None:
-        check_int("--seed", args.seed, 0, 2**63)
+        check_seed("--seed", args.seed)
     if args.max_checkpoint_bytes is not None:
         check_int("--max-checkpoint-bytes", args.max_checkpoint_bytes, 1)
     print(f"torch intra-op threads: {set_threads(args.threads)}")

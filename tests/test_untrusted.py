@@ -411,7 +411,8 @@ def test_an_empty_logdir_says_that_nothing_is_saved(tmp_path):
 
 
 def test_evaluate_refuses_a_negative_seed(valid):
-    assert_one_line_refusal(script("evaluate", str(valid[0]), "--seed=-1"), "--seed=-1 must be an integer in [0, 2**63]")
+    assert_one_line_refusal(script("evaluate", str(valid[0]), "--seed=-1"), "--seed=-1 must be an integer in [0, 4,294,967,295]")
+    assert_one_line_refusal(script("evaluate", str(valid[0]), f"--seed={2**32}"), "--seed=4294967296 must be an integer in")
 
 
 def test_a_disk_turning_read_only_mid_run_is_one_line_and_exit_3(tmp_path):
