@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -26,23 +28,15 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     EXTRA_BYTES_PER_ROW = 64  # the sum-tree's sums and mins: 2 × (≤ 4 float64) per row
 
     def __init__(
-        self,
-        capacity: int,
-        obs_shape: tuple[int, ...],
-        obs_dtype=np.float32,
-        n_envs: int = 1,
-        n_step: int = 1,
-        gamma: float = 0.99,
-        device: str | torch.device = "cpu",
-        seed: int | None = None,
-        alpha: float = 0.6,
-        beta0: float = 0.4,
-        priority_eps: float = 1e-6,
+        self, capacity: int, obs_shape: tuple[int, ...], *, alpha: float = 0.6, beta0: float = 0.4,
+        priority_eps: float = 1e-6, **base: Any,
     ):
+        """alpha is α, beta0 the first β, priority_eps the ε of p_i; capacity, obs_shape and `base` (obs_dtype,
+        n_envs, n_step, gamma, device, seed, by keyword) are ReplayBuffer's, with its defaults."""
         self.alpha = check_float("alpha", alpha, 0.0)
         self.priority_eps = check_float("priority_eps", priority_eps, 0.0, low_open=True)  # ε of p_i = |δ_i| + ε
         self.beta0 = check_float("beta0", beta0, 0.0, 1.0)
-        super().__init__(capacity, obs_shape, obs_dtype, n_envs, n_step, gamma, device, seed)
+        super().__init__(capacity, obs_shape, **base)
         self.beta = self.beta0
         self.max_priority = 1.0  # p given to new transitions
         self._tree = SumTree(len(self._valid))
