@@ -23,6 +23,7 @@ from typing import TextIO
 import torch
 from torch import nn
 
+from qapprox.approximators.kinds import Q_NETWORK_KINDS
 from qapprox.envs.validation import check_choice, check_float, check_int, check_shape
 
 # name → module factory. Softmax is over the last axis (the outputs ŷ_1..ŷ_M).
@@ -36,7 +37,6 @@ ACTIVATIONS = {
     "softmax": lambda: nn.Softmax(dim=-1),
     "linear": None,
 }
-Q_NETWORK_KINDS = ("mlp", "cnn", "linear")
 LINEAR_INITS = ("zeros", "default")
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from qapprox.approximators.networks import Q_NETWORK_KINDS
+from qapprox.approximators.kinds import Q_NETWORK_KINDS
 from qapprox.envs.validation import MAX_INT, SEED_MAX, check_choice, check_float, check_int, check_name, is_int
 
 if sys.version_info >= (3, 11):
