@@ -32,6 +32,7 @@ import numpy as np
 from qapprox.approximators.features import block_state_action_features, state_action_features, state_features
 from qapprox.approximators.limits import check_memory
 from qapprox.approximators.monte_carlo import LinearRegression, episode_lengths, regression_bytes, regression_data
+from qapprox.approximators.policies import epsilon_greedy_probabilities
 from qapprox.envs.finite import FiniteMDP
 from qapprox.envs.validation import check_choice, check_float, check_int
 
@@ -43,12 +44,13 @@ Q_FEATURES = ("one-hot", "block")
 
 
 def behaviour_policy(mdp: FiniteMDP, name: str, epsilon: float) -> np.ndarray:
-    """π(a|s): uniform, or ε-greedy in q_*: ε/|A| + (1 − ε)·1(a = argmax_a' q_*(s, a'))."""
+    """π(a|s): uniform, or ε-greedy in q_* (policies.epsilon_greedy_probabilities; ties to the first maximiser):
+    ε/|A| + (1 − ε)·1(a = argmax_a' q_*(s, a'))."""
     check_choice("policy", name, POLICIES)
     if name == "uniform":
         return mdp.uniform_policy()
     check_float("epsilon", epsilon, 0.0, 1.0)
-    return epsilon * mdp.uniform_policy() + (1 - epsilon) * mdp.greedy_policy(mdp.optimal()[1])
+    return epsilon_greedy_probabilities(mdp.optimal()[1], epsilon)
 
 
 def q_features(mdp: FiniteMDP, name: str) -> np.ndarray:

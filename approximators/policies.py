@@ -2,13 +2,15 @@
 
     a = epsilon_greedy(q, 0.1, rng)                                        # q: (..., |A|) array
     a = epsilon_greedy(forward, 0.1, rng, shape=(n_envs, n_actions))      # forward() only if some row is greedy
+    pi = epsilon_greedy_probabilities(q, 0.1)                              # π(a|s), the same shape as q
 
 For each row (state s) independently, with |A| actions and the greedy set A* = argmax_a q(s, a):
 
     π(a | s) = (1 − ε) / |A*| + ε / |A|   for a ∈ A*,        π(a | s) = ε / |A|   otherwise
 
 (S&B §2.2, §5.4). With `random_ties` the greedy mass 1 − ε is split evenly over A*; without it A* is
-only the first maximiser, as numpy's and torch's argmax break ties.
+only the first maximiser, as numpy's and torch's argmax break ties. epsilon_greedy samples actions;
+epsilon_greedy_probabilities writes π(a|s) out, for exact evaluation of the policy.
 """
 
 from __future__ import annotations
@@ -41,3 +43,20 @@ def epsilon_greedy(q: np.ndarray | Callable[[], np.ndarray], epsilon: float, rng
     if not explorers:
         return greedy
     return np.where(explore, rng.integers(n_actions, size=rows), greedy)
+
+
+def epsilon_greedy_probabilities(q: np.ndarray, epsilon: float, *, random_ties: bool = False) -> np.ndarray:
+    """π(a|s) of ε-greedy(q) for every row of q (module doc), of q's shape (..., |A|):
+
+        π(a|s) = ε · (1/|A|) + (1 − ε) · 1(a ∈ A*) / |A*|
+
+    the distribution epsilon_greedy samples with the same `random_ties` (without it A* is the first maximiser).
+    """
+    q = np.asarray(q, dtype=np.float64)
+    if random_ties:
+        best = q == q.max(axis=-1, keepdims=True)
+        greedy = best / np.count_nonzero(best, axis=-1)[..., None]
+    else:
+        greedy = np.zeros_like(q)
+        np.put_along_axis(greedy, q.argmax(axis=-1)[..., None], 1.0, axis=-1)
+    return epsilon * np.full_like(q, 1.0 / q.shape[-1]) + (1 - epsilon) * greedy

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qapprox.approximators.policies import epsilon_greedy
+from qapprox.approximators.policies import epsilon_greedy, epsilon_greedy_probabilities
 
 ROWS = 200_000
 
@@ -65,3 +65,23 @@ def test_the_draws_come_in_the_documented_order():
         rng = np.random.default_rng(seed)
         np.testing.assert_array_equal(epsilon_greedy(q, epsilon, rng, random_ties=True), expected)
         assert rng.random() == reference.random()  # nothing more was drawn
+
+
+def test_probabilities_are_exact_with_the_first_maximiser_or_ties_split():
+    # ε = 0.5, |A| = 4: ε/|A| = 0.125 off A*; A* = {1, 3} in the first row, {0} in the second
+    q = np.array([[0.0, 2.0, 1.0, 2.0], [5.0, 1.0, 1.0, 1.0]])
+    np.testing.assert_array_equal(epsilon_greedy_probabilities(q, 0.5),
+                                  [[0.125, 0.625, 0.125, 0.125], [0.625, 0.125, 0.125, 0.125]])
+    np.testing.assert_array_equal(epsilon_greedy_probabilities(q, 0.5, random_ties=True),
+                                  [[0.125, 0.375, 0.125, 0.375], [0.625, 0.125, 0.125, 0.125]])
+    np.testing.assert_array_equal(epsilon_greedy_probabilities(q, 0.0, random_ties=True), [[0, 0.5, 0, 0.5], [1, 0, 0, 0]])
+    np.testing.assert_array_equal(epsilon_greedy_probabilities(q, 1.0), np.full((2, 4), 0.25))
+    np.testing.assert_array_equal(epsilon_greedy_probabilities(q[0], 0.5), [0.125, 0.625, 0.125, 0.125])  # one row
+
+
+@pytest.mark.parametrize("random_ties", [False, True])
+def test_the_probabilities_are_those_epsilon_greedy_samples(random_ties):
+    q = np.tile([2.0, 0.0, 2.0], (ROWS, 1))
+    actions = epsilon_greedy(q, 0.3, np.random.default_rng(2), random_ties=random_ties)
+    np.testing.assert_allclose(frequencies(actions, 3), epsilon_greedy_probabilities(q[0], 0.3, random_ties=random_ties),
+                               atol=0.005)
