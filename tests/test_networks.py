@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -229,3 +231,10 @@ def test_bad_input_is_one_line_value_error(make, message):
         make()
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_the_config_checks_q_network_kinds_without_importing_torch():
+    code = "import sys, qapprox.dqn.config as c; assert c.Q_NETWORK_KINDS; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
