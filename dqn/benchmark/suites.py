@@ -167,7 +167,7 @@ def run_suites(settings: BenchmarkSettings, out_dir: Path, command: str, log: Ca
                     log(describe_line(result))
                 results[suite]["runs"].append(result)
                 results[suite]["summary"] = report.summarise(results[suite]["runs"])
-                write(out_dir / FILES[suite], results[suite])
+                report.write(out_dir / FILES[suite], results[suite])
 
 
 def run_floors(settings: BenchmarkSettings, out_dir: Path, common: dict, log: Callable[[str], None]) -> None:
@@ -181,7 +181,7 @@ def run_floors(settings: BenchmarkSettings, out_dir: Path, common: dict, log: Ca
     # Presets measured by an earlier invocation stay (suites run separately compose).
     path = out_dir / FILES["floor"]
     earlier = json.loads(path.read_text())["floors"] if path.is_file() else {}
-    write(path, {**common, "suite": "floor", "threads": 1, "floors": {**earlier, **floors}})
+    report.write(path, {**common, "suite": "floor", "threads": 1, "floors": {**earlier, **floors}})
 
 
 def prepare_cleanrl(settings: BenchmarkSettings) -> tuple[Path | None, str]:
@@ -196,10 +196,6 @@ def prepare_cleanrl(settings: BenchmarkSettings) -> tuple[Path | None, str]:
         return None, f"CleanRL not run: {reason}"
     return script, (f"CleanRL {settings.cleanrl_version} dqn.py run unmodified from {script} under "
                     f"{settings.cleanrl_python} ({cleanrl.versions(settings.cleanrl_python)})")
-
-
-def write(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=1) + "\n")
 
 
 def write_report(out_dir: Path) -> list[Path]:
