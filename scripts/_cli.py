@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import shlex
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from qapprox.approximators.limits import check_threads
@@ -125,3 +126,10 @@ def check_run_dir(name: str, run_dir: str | Path) -> Path:
     except OSError as exc:
         raise ValueError(f"{root}: cannot create folders in {existing} ({exc.strerror or exc})") from None
     return run_dir
+
+
+def recorded_command(prog: str, module: str, argv: Sequence[str]) -> str:
+    """The command line a result file records as the one that ran it: `qapprox NAME ARGS` under the qapprox
+    command (its prog, set by scripts/cli.py), else `python -m scripts.MODULE ARGS`."""
+    head = prog if prog.startswith("qapprox") else f"python -m scripts.{module}"
+    return " ".join([head, *map(shlex.quote, argv)])

@@ -1,7 +1,7 @@
 """Benchmark: the vectorised Figure-12.3 sweep against a plain per-run Python loop, and least
 squares on 10⁶ transitions. Writes benchmarks/linear.json.
 
-    OMP_NUM_THREADS=1 python -m scripts.bench_linear
+    OMP_NUM_THREADS=1 qapprox benchmark-linear
 
 The sweep is td_lambda's grid (8 λ × 10 α) × --runs × --episodes on the 19-state random walk; the loop
 is timed on --loop-runs runs of every (λ, α) and extrapolated. The machinery, and the check that both
@@ -10,12 +10,12 @@ give the same RMS errors, is qapprox.dqn.benchmark.linear.
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 
 from qapprox.approximators.td_prediction import ALPHAS, LAMS
 from qapprox.dqn.benchmark.linear import linear_benchmark
-from qapprox.scripts._cli import ArgumentParser, run
+from qapprox.scripts._cli import ArgumentParser, recorded_command, run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,11 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transitions", type=int, default=1_000_000, help="size of the regression data set")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/linear.json")
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    measured = linear_benchmark(LAMS, ALPHAS, args.runs, args.episodes, args.loop_runs, args.transitions, args.seed)
-    result = {"command": "OMP_NUM_THREADS=1 python -m scripts.bench_linear", **measured}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    result = linear_benchmark(Path(args.out), recorded_command(parser.prog, "bench_linear", argv), LAMS, ALPHAS,
+                              args.runs, args.episodes, args.loop_runs, args.transitions, args.seed)
     s, r = result["sweep"], result["regression"]
     print(f"sweep {s['configs']} (λ, α) × {s['runs']} runs × {s['episodes']} episodes: vectorised {s['vectorised_seconds']} s; "
           f"per-run loop {s['loop_seconds_timed']} s on {s['loop_runs_timed']} runs → {s['loop_seconds_extrapolated']} s "

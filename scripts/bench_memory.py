@@ -1,4 +1,4 @@
-"""Resident memory of DQN on CartPole-v1: `python -m scripts.bench_memory` → benchmarks/memory.json.
+"""Resident memory of DQN on CartPole-v1: `qapprox benchmark-memory` → benchmarks/memory.json.
 
 Capacities 1e5 and 1e6: RSS after building the agent, over a short training run and with the buffer
 filled; capacity 1e4: RSS through a run several times longer than the buffer (it should stay flat).
@@ -7,12 +7,11 @@ Each case runs in a process of its own; the machinery is qapprox.dqn.benchmark.m
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from qapprox.dqn.benchmark.memory import measure_memory
-from qapprox.scripts._cli import ArgumentParser, run, set_threads
+from qapprox.scripts._cli import ArgumentParser, recorded_command, run, set_threads
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,8 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-every", type=int, default=2_500, help="steps between RSS samples")
     parser.add_argument("--out", default="benchmarks/memory.json")
     parser.add_argument("--threads", type=int, default=1)
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    measured = measure_memory(args.steps, args.growth_steps, args.sample_every, set_threads(args.threads))
+    measured = measure_memory(Path(args.out), recorded_command(parser.prog, "bench_memory", argv), args.steps,
+                              args.growth_steps, args.sample_every, set_threads(args.threads))
     for case in measured["capacities"]:
         print(f"capacity {case['capacity']:>9,}: buffer {case['buffer_nbytes_mib']:6.1f} MiB stated; RSS "
               f"{case['rss_after_build_mib']:6.1f} MiB built → {max(s['rss_mib'] for s in case['samples']):6.1f} MiB "
@@ -33,11 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"capacity {growth['capacity']:>9,}: RSS every {args.sample_every:,} steps: "
           + " ".join(f"{s['rss_mib']:.1f}" for s in growth["samples"])
           + f" MiB; growth after full {growth['rss_growth_after_full_mib']:+.1f} MiB")
-    command = " ".join(["python -m scripts.bench_memory", *(sys.argv[1:] if argv is None else argv)])
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"env_id": measured["env_id"], "command": command, **measured}, indent=2) + "\n")
-    print(f"wrote {out} ({measured['seconds']} s)")
+    print(f"wrote {args.out} ({measured['seconds']} s)")
     return 0
 
 

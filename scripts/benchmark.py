@@ -1,9 +1,9 @@
 """Benchmark qapprox's DQN against Stable-Baselines3 and CleanRL side by side, and against its floor.
 
-    OMP_NUM_THREADS=1 python -m scripts.benchmark                       # everything, 5 seeds (long)
-    python -m scripts.benchmark --suites sb3,default --seeds 0,1,2       # a subset
-    python -m scripts.benchmark --suites cleanrl --cleanrl-python .venv-cleanrl/bin/python
-    python -m scripts.benchmark --report-only                            # redraw table and PNGs
+    OMP_NUM_THREADS=1 qapprox benchmark                       # everything, 5 seeds (long)
+    qapprox benchmark --suites sb3,default --seeds 0,1,2       # a subset
+    qapprox benchmark --suites cleanrl --cleanrl-python .venv-cleanrl/bin/python
+    qapprox benchmark --report-only                            # redraw table and PNGs
 
 Suites (each writes benchmarks/dqn_<name>.json as it goes; the Markdown table and PNGs are drawn from
 whichever of those files exist, so suites run separately compose): floor (bare env step, batch-1
@@ -18,12 +18,11 @@ Each side runs at each of its thread settings on the first seed (--qapprox-threa
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
 from qapprox.dqn.benchmark.suites import SUITES, BenchmarkSettings, run_suites, write_report
-from qapprox.scripts._cli import ArgumentParser, run
+from qapprox.scripts._cli import ArgumentParser, recorded_command, run
 
 
 def comma_list(text: str) -> tuple[str, ...]:
@@ -67,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_from_args(args)
     out_dir = Path(args.out_dir)
     if not args.report_only:
-        run_suites(settings, out_dir, command="python -m scripts.benchmark " + shlex.join(argv),
+        run_suites(settings, out_dir, command=recorded_command(parser.prog, "benchmark", argv),
                    log=lambda line: print(line, flush=True))
     for path in write_report(out_dir):
         print(f"wrote {path}")

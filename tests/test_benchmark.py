@@ -1,5 +1,5 @@
 """The benchmark's machinery (qapprox.dqn.benchmark), tiny: one seed, a few hundred steps, only to keep
-it working (the targets themselves are measured by `python -m scripts.benchmark`, not here)."""
+it working (the targets themselves are measured by `qapprox benchmark`, not here)."""
 
 from __future__ import annotations
 
@@ -115,16 +115,32 @@ def test_benchmark_command_line_runs_a_suite_and_redraws(tmp_path):
     floors = json.loads((tmp_path / "dqn_floor.json").read_text())["floors"]
     assert set(floors) == {"sb3-zoo-cartpole", "CartPole-v1", "cleanrl-cartpole"}  # no training suite: every preset's
     assert f"wrote {tmp_path / 'dqn_benchmark.md'}" in done.stdout
+    recorded = json.loads((tmp_path / "dqn_floor.json").read_text())["command"]
+    assert recorded == f"python -m scripts.benchmark --suites floor --floor-iterations 50 --out-dir {tmp_path}"
 
 
-def test_linear_sweep_and_its_loop_reference_agree():
-    result = linear_benchmark([0.0, 0.8], [0.1, 0.4], runs=3, episodes=2, loop_runs=2, transitions=2000, seed=0)
+def test_the_qapprox_command_records_itself_in_the_result_file(tmp_path, monkeypatch, capsys):
+    from qapprox.scripts import cli
+
+    monkeypatch.setattr(sys, "argv", sys.argv[:])  # cli.main sets argparse's prog through sys.argv[0]
+    flags = ["--runs", "2", "--episodes", "1", "--loop-runs", "1", "--transitions", "50", "--out", str(tmp_path / "l.json")]
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["benchmark-linear", *flags])
+    assert exit_.value.code == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "l.json").read_text())["command"] == " ".join(["qapprox benchmark-linear", *flags])
+
+
+def test_linear_sweep_and_its_loop_reference_agree(tmp_path):
+    out = tmp_path / "results" / "linear.json"
+    result = linear_benchmark(out, "test", [0.0, 0.8], [0.1, 0.4], runs=3, episodes=2, loop_runs=2, transitions=2000,
+                              seed=0)
+    assert json.loads(out.read_text()) == result and result["command"] == "test"
     sweep = result["sweep"]
     assert sweep["configs"] == 4 and sweep["loop_runs_timed"] == 2
     assert sweep["max_relative_rms_difference_loop_vs_vectorised"] <= 1e-9
     assert result["regression"]["transitions"] >= 2000
     with pytest.raises(ValueError, match=r"loop-runs=4 must be an integer in \[1, 3\]"):
-        linear_benchmark([0.0], [0.1], runs=3, loop_runs=4)
+        linear_benchmark(out, "test", [0.0], [0.1], runs=3, loop_runs=4)
 
 
 def test_memory_case_fills_the_buffer_it_trained():

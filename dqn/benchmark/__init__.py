@@ -1,6 +1,6 @@
 """The benchmark of qapprox's DQN against Stable-Baselines3, CleanRL and its own floor, and of the
-vectorised linear TD(λ) sweep against a plain loop: what `python -m scripts.benchmark`,
-`scripts.bench_memory` and `scripts.bench_linear` run.
+vectorised linear TD(λ) sweep against a plain loop: what `qapprox benchmark`, `qapprox benchmark-memory`
+and `qapprox benchmark-linear` run.
 
     suites.py   the suites, their sides and the driver: every training run in a process of its own
     worker.py   one measurement in that process (`python -m qapprox.dqn.benchmark.worker`): a qapprox

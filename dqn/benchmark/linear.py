@@ -1,5 +1,5 @@
 """The vectorised Figure-12.3 sweep against a plain per-run Python loop, and least squares on 10⁶
-transitions (what benchmarks/linear.json holds).
+transitions (what benchmarks/linear.json holds: `linear_benchmark` writes it).
 
 Sweep: accumulating TD(λ) on the 19-state random walk, every (λ, α) × runs × episodes as rows of one
 array (approximators.traces.td_lambda). The loop reference (`td_lambda_loop`) runs each (λ, α, run) on
@@ -14,6 +14,7 @@ import os
 import platform
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from qapprox.approximators.features import state_features
 from qapprox.approximators.linear import rms_error
 from qapprox.approximators.monte_carlo import LinearRegression, regression_data
 from qapprox.approximators.traces import EpisodeBatch, td_lambda
+from qapprox.dqn.benchmark.report import write
 from qapprox.envs import FiniteMDP, make_mdp
 from qapprox.envs.validation import check_int
 
@@ -113,18 +115,22 @@ def regression(mdp: FiniteMDP, transitions: int, rng: np.random.Generator) -> di
             "rms_error_vs_v_pi": float(np.sqrt(np.mean((fit.w - v_pi[mdp.nonterminal]) ** 2)))}
 
 
-def linear_benchmark(lams: Sequence[float], alphas: Sequence[float], runs: int = 100, episodes: int = 10,
-                     loop_runs: int = 4, transitions: int = 1_000_000, seed: int = 0) -> dict[str, Any]:
-    """The sweep over lams × alphas, then the regression, from one seeded generator; the machine they ran on."""
+def linear_benchmark(out: Path, command: str, lams: Sequence[float], alphas: Sequence[float], runs: int = 100,
+                     episodes: int = 10, loop_runs: int = 4, transitions: int = 1_000_000, seed: int = 0) -> dict[str, Any]:
+    """The sweep over lams × alphas, then the regression, from one seeded generator, and the machine they
+    ran on: written to `out` (report.write) with the command that ran them, and returned."""
     check_int("loop-runs", loop_runs, 1, check_int("runs", runs, 1))  # the loop times some of the runs
     check_int("episodes", episodes, 1)
     check_int("transitions", transitions, 1)
     mdp = make_mdp(ENV)
     rng = np.random.default_rng(seed)
-    return {
+    result = {
+        "command": command,
         "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                     "python": platform.python_version(), "numpy": np.__version__,
                     "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
         "sweep": sweep(mdp, lams, alphas, runs, episodes, loop_runs, rng),
         "regression": regression(mdp, transitions, rng),
     }
+    write(out, result)
+    return result

@@ -108,10 +108,13 @@ def growth_after_full(case: dict) -> float:
     return full[-1] - full[0] if len(full) >= 2 else float("nan")
 
 
-def measure_memory(steps: int = 10_000, growth_steps: int = 30_000, sample_every: int = 2_500, threads: int = 1,
-                   log: Callable[[str], None] = print) -> dict:
+def measure_memory(out: Path, command: str, steps: int = 10_000, growth_steps: int = 30_000, sample_every: int = 2_500,
+                   threads: int = 1, log: Callable[[str], None] = print) -> dict:
     """Capacities 1e5 and 1e6 trained `steps` steps and filled, and capacity 1e4 trained `growth_steps`
-    steps; the report (what benchmarks/memory.json holds, less the command). `log` hears where RSS comes from."""
+    steps: the report, written to `out` (report.write) with the command that ran it, and returned. `log`
+    hears where RSS comes from."""
+    from qapprox.dqn.benchmark.report import write  # here: a case's process starts light, its RSS measured from there
+
     for name, value in (("steps", steps), ("growth-steps", growth_steps), ("sample-every", sample_every)):
         check_int(f"--{name}", value, 1)
     log(f"torch threads: {threads}; RSS from {rss_source()}")
@@ -119,8 +122,10 @@ def measure_memory(steps: int = 10_000, growth_steps: int = 30_000, sample_every
     cases = [run_case(capacity, steps, sample_every, True, threads) for capacity in (100_000, 1_000_000)]
     growth = run_case(10_000, growth_steps, sample_every, False, threads)
     growth["rss_growth_after_full_mib"] = growth_after_full(growth)
-    return {"env_id": ENV_ID, "threads": threads, "seconds": round(time.perf_counter() - started, 1),
-            "capacities": cases, "bounded": growth}
+    result = {"env_id": ENV_ID, "command": command, "threads": threads, "seconds": round(time.perf_counter() - started, 1),
+              "capacities": cases, "bounded": growth}
+    write(out, result)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
