@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import math
 import random
-import signal
-import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -34,13 +32,14 @@ from qapprox.approximators.policies import epsilon_greedy
 from qapprox.dqn.algorithm import DivergenceError, DQNAlgorithm, refuse_assignment
 from qapprox.dqn.checkpoint import save_checkpoint
 from qapprox.dqn.config import DQNConfig, replace
+from qapprox.dqn.console import StopOnSigint, make_progress_bar
 from qapprox.dqn.env_factory import check_vector_env, make_vector_env
 from qapprox.dqn.episodes import Episodes
 from qapprox.dqn.evaluation import EVAL_SEED_OFFSET, greedy_returns, reward_threshold, solved
 from qapprox.dqn.logging import RunLogger, make_run_dir
 from qapprox.dqn.prioritized import PrioritizedReplayBuffer
 from qapprox.dqn.replay import ReplayBuffer
-from qapprox.dqn.schedules import LinearSchedule
+from qapprox.dqn.schedules import dqn_schedules
 from qapprox.dqn.state import agent_state, parameter_count, restore
 from qapprox.envs.validation import check_int
 
@@ -99,9 +98,7 @@ class DQN:
                                                beta0=config.priority_beta0, priority_eps=config.priority_eps)
                        if config.prioritized else ReplayBuffer(**buffer_kwargs))
 
-        self.epsilon = LinearSchedule(config.exploration_initial, config.exploration_final,
-                                      config.exploration_fraction * config.total_timesteps)  # reset by learn()
-        self.beta = LinearSchedule(config.priority_beta0, 1.0, config.total_timesteps)
+        self.epsilon_schedule, self.beta_schedule = dqn_schedules(config, config.total_timesteps)  # learn() resets them
         # Counters (saved in checkpoints) and what the loop keeps between calls of learn().
         self.global_step = self.episodes = 0
         self.best_eval_return = -math.inf
@@ -134,9 +131,7 @@ class DQN:
         so a resumed agent continues to it). Ctrl-C stops after the current step and saves a checkpoint."""
         config = self.config
         total = check_int("total_timesteps", config.total_timesteps if total_timesteps is None else total_timesteps, 0)
-        # ε decays linearly over exploration_fraction of the run; β of prioritized replay rises to 1 at its end.
-        self.epsilon = LinearSchedule(config.exploration_initial, config.exploration_final, config.exploration_fraction * total)
-        self.beta = LinearSchedule(config.priority_beta0, 1.0, total)
+        self.epsilon_schedule, self.beta_schedule = dqn_schedules(config, total)  # over this run's total
         self._open_logger()
         if self._needs_reset:  # a fresh or resumed agent: new episodes, seeded by (seed, step)
             self.replay.end_episodes()  # a resumed replay's open episodes end here, truncated
@@ -144,10 +139,10 @@ class DQN:
             np.copyto(self._obs, obs, casting="unsafe")
             self._episodes.start()
             self._needs_reset = False
-        bar = _progress(progress_bar, self.global_step, total)
+        bar = make_progress_bar(progress_bar, self.global_step, total)
         self._last_log = (self.global_step, time.perf_counter())
         self.interrupted = False
-        with _StopOnSigint() as stop:
+        with StopOnSigint() as stop:
             while self.global_step < total and not stop.requested:
                 self.step(bar)
             self.interrupted = stop.requested
@@ -164,7 +159,7 @@ class DQN:
     def step(self, bar: Any = None) -> None:
         """One step of all N envs, then whatever training, target update, logging, evaluation is due."""
         config, before = self.config, self.global_step
-        actions, q_taken = self.algorithm.act(self._obs, self.epsilon(before), values=self.logger is not None)
+        actions, q_taken = self.algorithm.act(self._obs, self.epsilon_schedule(before), values=self.logger is not None)
         next_obs, rewards, terminated, truncated, info = self.envs.step(actions)
         real_next_obs = next_obs
         if "_final_obs" in info and info["_final_obs"].any():  # SAME_STEP autoreset: next_obs is already S_0
@@ -174,7 +169,7 @@ class DQN:
         self.replay.add(self._obs, actions, rewards, real_next_obs, terminated, truncated)
         for episode in self._episodes.step(rewards, terminated, truncated, q_taken):
             self.episodes += 1
-            self._recent_returns.append(episode.G)
+            self._recent_returns.append(episode.total_return)
             if self.logger is not None:
                 self._log_episode(episode, real_next_obs[episode.env:episode.env + 1])
         np.copyto(self._obs, next_obs, casting="unsafe")
@@ -183,7 +178,7 @@ class DQN:
 
         if step > config.learning_starts and len(self.replay) >= config.batch_size and crossed(before, step, config.train_freq):
             try:
-                self.algorithm.train(self.replay, self.beta(step))
+                self.algorithm.train(self.replay, self.beta_schedule(step))
             except DivergenceError as exc:
                 raise self._diverged(exc) from None
         if crossed(before, step, config.target_update_interval):
@@ -257,18 +252,19 @@ class DQN:
     # ------------------------------------------------------------------ logs
     def _log_episode(self, episode: Any, final_obs: np.ndarray) -> None:
         """A finished episode's return and length, and its overestimation view (dqn.episodes): after a
-        time-limit truncation the unseen tail is valued by max_a q̂(S_T, a, w), as the TD target does."""
+        time-limit truncation the unseen tail G_T is estimated by max_a q̂(S_T, a, w), the online network's
+        greedy value, the same w the logged q̂(S_t, A_t, w) come from (the TD target's q̂(S', a*, w⁻) differs)."""
         tail = 0.0
         if episode.truncated:
             with torch.inference_mode():
                 tail = float(self.q(torch.as_tensor(final_obs, device=self.device, dtype=self._obs_dtype)).max())
-        self.logger.episode(episode.G, episode.length, episode.q_taken, episode.observed(self.config.gamma, tail),
+        self.logger.episode(episode.total_return, episode.length, episode.q_taken, episode.observed(self.config.gamma, tail),
                             self.global_step)
 
     def _log_training(self, bar: Any = None) -> None:
         """ε, steps per second and the means of the updates since the last log (the loop's one device sync)."""
         step, now = self.global_step, time.perf_counter()
-        epsilon = self.epsilon(step)
+        epsilon = self.epsilon_schedule(step)
         if step == self._last_log[0]:
             return
         sps = (step - self._last_log[0]) / max(now - self._last_log[1], 1e-9)
@@ -344,31 +340,3 @@ class DQN:
         """
         return restore(cls, path, device=device, env=env, run_dir=run_dir, max_bytes=max_bytes, **overrides)
 
-
-class _StopOnSigint:
-    """Within the block, the first Ctrl-C only sets `requested`; the loop finishes its step and stops."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self) -> _StopOnSigint:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.requested = True
-        signal.signal(signal.SIGINT, self._previous)  # a second Ctrl-C interrupts at once
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
-def _progress(enabled: bool, start: int, total: int):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, smoothing=0.1)
