@@ -258,8 +258,8 @@ class DQN:
         if episode.truncated:
             with torch.inference_mode():
                 tail = float(self.q(torch.as_tensor(final_obs, device=self.device, dtype=self._obs_dtype)).max())
-        self.logger.episode(episode.total_return, episode.length, episode.q_taken, episode.observed(self.config.gamma, tail),
-                            self.global_step)
+        self.logger.episode(episode.total_return, episode.length, episode.q_taken,
+                            episode.observed(self.config.gamma, tail), self.global_step)
 
     def _log_training(self, bar: Any = None) -> None:
         """ε, steps per second and the means of the updates since the last log (the loop's one device sync)."""

@@ -2,7 +2,7 @@
 
     episodes = Episodes(n_envs)
     for episode in episodes.step(rewards, terminated, truncated, q_taken):   # the envs' episodes that ended
-        episode.G, episode.length, episode.observed(gamma, tail)
+        episode.total_return, episode.length, episode.observed(gamma, tail)
 
 The overestimation view (van Hasselt et al., 2016) sets the Q-values the agent acted on beside what
 it then got: for each step t of a finished episode, q̂(S_t, A_t, w) at collection time against the
@@ -27,7 +27,7 @@ class Episode:
     """One finished episode of env `env`."""
 
     env: int
-    G: float  # its undiscounted return Σ_t R_{t+1}
+    total_return: float  # its undiscounted return Σ_t R_{t+1} (not G_0: no discount)
     length: int
     truncated: bool  # ended by a time limit, not in a terminal state: its tail has a value
     q_taken: np.ndarray  # q̂(S_t, A_t, w) at collection time (only the steps given q_taken)

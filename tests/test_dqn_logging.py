@@ -63,7 +63,7 @@ def test_episode_tags_agree_with_each_other(run):
 
 def test_observed_returns_value_a_truncated_tail_by_the_bootstrap():
     """G_t = R_{t+1} + γ G_{t+1} from G_T = 0 after a termination, G_T = the tail's value after a truncation."""
-    episode = Episode(env=0, G=3.0, length=3, truncated=True, q_taken=np.zeros(3), rewards=np.array([1.0, 2.0, 0.0]))
+    episode = Episode(env=0, total_return=3.0, length=3, truncated=True, q_taken=np.zeros(3), rewards=np.array([1.0, 2.0, 0.0]))
     np.testing.assert_allclose(episode.observed(0.5), [1.0 + 0.5 * 2.0, 2.0, 0.0])
     np.testing.assert_allclose(episode.observed(0.5, tail=8.0), [1.0 + 0.5 * 2.0 + 0.125 * 8.0, 2.0 + 0.25 * 8.0, 4.0])
     # one bootstrap each for episodes stored one after another
