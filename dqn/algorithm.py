@@ -81,14 +81,18 @@ class DQNAlgorithm:
         """A ~ ε-greedy(q̂(S, ·, w)) for a batch of observations S (approximators.policies), from one forward
         pass; with `values` also q̂(S, A, w) of the chosen actions. Without `values`, no forward pass at
         all when every row explores."""
-        def forward() -> np.ndarray:
-            tensor = torch.from_numpy(obs)  # shares obs' memory on the CPU
-            with torch.inference_mode():
-                return self.online.forward(tensor.to(self.device, non_blocking=True)).float().cpu().numpy()
+        if not values:  # epsilon_greedy runs the forward pass only if some row acts greedily
+            actions = epsilon_greedy(lambda: self._q_values(obs), epsilon, self.rng, shape=(len(obs), self.n_actions))
+            return actions, None
+        q = self._q_values(obs)
+        actions = epsilon_greedy(q, epsilon, self.rng)
+        return actions, q[np.arange(len(obs)), actions]
 
-        q = forward() if values else forward
-        actions = epsilon_greedy(q, epsilon, self.rng, shape=(len(obs), self.n_actions))
-        return actions, q[np.arange(len(obs)), actions] if values else None
+    def _q_values(self, obs: np.ndarray) -> np.ndarray:
+        """q̂(S, ·, w) of a batch of observations as a float NumPy array: one forward pass, no gradient."""
+        tensor = torch.from_numpy(obs)  # shares obs' memory on the CPU
+        with torch.inference_mode():
+            return self.online.forward(tensor.to(self.device, non_blocking=True)).float().cpu().numpy()
 
     # ------------------------------------------------------------------ the update
     def targets(self, batch: Batch) -> torch.Tensor:
