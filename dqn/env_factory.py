@@ -7,7 +7,7 @@
   no-op starts) and FrameStackObservation(4): uint8 (4, 84, 84). They need the `atari` extra.
 - Autoreset is SAME_STEP: when an episode ends, `step` returns the first obs of the next episode and
   the true final obs in info["final_obs"], so no transition ever crosses an episode boundary.
-- Importing this module imports `envs`, which registers the qapprox/… ids.
+- Importing this module imports qapprox.envs, which registers the qapprox/… ids.
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ def restore(cls: type[DQN], path: str | Path, device: str | None = None, env: st
     elif env is None and "env_id" not in overrides and ":" in saved.env_id:
         raise CheckpointError(f"{path}: env_id={saved.env_id!r} names a module to import "
                               f"({saved.env_id.split(':')[0]!r}); refused (only an id you pass yourself, "
-                              "train_dqn --resume --env or DQN.load(env=…), may import one)")
+                              "qapprox train --resume … --env or DQN.load(env=…), may import one)")
     if device is not None:
         overrides["device"] = device
     config = replace(saved, overrides, "overrides")

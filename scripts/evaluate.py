@@ -14,7 +14,7 @@ from qapprox.scripts._cli import ArgumentParser, run, set_threads
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("path", help="a checkpoint written by scripts.train_dqn or DQN.save")
+    parser.add_argument("path", help="a checkpoint written by qapprox train or DQN.save")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=None, help="env seed in [0, 2**32 − 1] (default: the run's seed + 1,000,000)")
     parser.add_argument("--video", metavar="DIR", help="record the episodes as videos into DIR")
