@@ -1,11 +1,11 @@
 """One trial of a sweep: an ordinary training run in a subprocess that resumes from its newest checkpoint.
 
-A trial is `python -m qapprox.scripts.train_dqn --env ENV --seed N <flags> --logdir SWEEP_DIR/<trial>`,
-run with one torch thread. Its directory holds
+A trial is `python -m qapprox.dqn.train_cli --env ENV --seed N <flags> --logdir SWEEP_DIR/<trial>`, run with
+one torch thread in the trial's directory (so that nothing but the installed qapprox is importable). It holds
 
     trial.json     what the trial is (env, seed, configuration, flags)
     attempts.json  one entry per start: when, and the checkpoint it resumed from
-    train.log      the training script's stdout and stderr, all attempts appended
+    train.log      the training run's stdout and stderr, all attempts appended
     done.json      written last, atomically, when the run finished: the trial is then skipped
     <env>__<name>__<seed>__<time>/   the run's TensorBoard events and checkpoints/
 
@@ -17,7 +17,6 @@ checkpoint file appears, the way a lost machine would.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 import subprocess
@@ -26,15 +25,10 @@ import time
 from pathlib import Path
 
 from qapprox.dqn.ray_cluster import die_with_parent
+from qapprox.dqn.trial_files import config_name, read_json, write_json
 
 KILL_TRIAL_VARIABLE = "QAPPROX_SWEEP_KILL_TRIAL"
-PACKAGE_PARENT = Path(__file__).resolve().parent.parent  # the training process's working directory
 CHECKPOINT = "checkpoints/latest.ckpt"  # where a run keeps its newest checkpoint
-
-
-def config_name(config: dict[str, str]) -> str:
-    """{'learning_rate': '0.001', 'double_q': 'true'} → 'learning_rate=0.001,double_q=true'."""
-    return ",".join(f"{key}={value}" for key, value in config.items()) or "default"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,13 +58,13 @@ class Trial:
 
 
 def flag(key: str) -> str:
-    """A DQNConfig field as the training script's flag: learning_rate → --learning-rate."""
+    """A DQNConfig field as the training run's flag: learning_rate → --learning-rate."""
     return "--" + key.replace("_", "-")
 
 
 def train_command(trial: Trial, resume: Path | None) -> list[str]:
-    """The training script's command line for this trial (and its checkpoint, when resuming)."""
-    command = [sys.executable, "-m", "qapprox.scripts.train_dqn", "--no-progress", "--env", trial.env,
+    """The training run's command line for this trial (and its checkpoint, when resuming)."""
+    command = [sys.executable, "-m", "qapprox.dqn.train_cli", "--no-progress", "--env", trial.env,
                "--seed", str(trial.seed), "--logdir", str(trial.directory), "--device", trial.device]
     if trial.total_timesteps is not None:
         command += ["--total-timesteps", str(trial.total_timesteps)]
@@ -79,25 +73,9 @@ def train_command(trial: Trial, resume: Path | None) -> list[str]:
     return command + (["--resume", str(resume)] if resume else [])
 
 
-def run_dirs(trial_dir: Path) -> list[Path]:
-    """The training script's run directories inside a trial directory."""
-    return [p for p in trial_dir.glob("*__*__*__*") if p.is_dir() and p.name.rsplit("__", 1)[-1].isdigit()]
-
-
 def latest_checkpoint(trial_dir: Path) -> Path | None:
     """The newest checkpoint of this trial's runs (a run's latest.ckpt, not its best.ckpt), or None."""
     return max(trial_dir.glob(f"*/{CHECKPOINT}"), key=lambda p: p.stat().st_mtime, default=None)
-
-
-def read_json(path: Path, default=None):
-    return json.loads(path.read_text()) if path.exists() else default
-
-
-def write_json(path: Path, data) -> None:
-    """Write atomically: a reader sees the old file or the new one, never half of one."""
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(partial, path)
 
 
 class TrialInterrupted(RuntimeError):
@@ -126,7 +104,7 @@ def run_trial(trial: Trial) -> dict:
     with open(directory / "train.log", "a") as log:
         log.write(f"\n=== attempt {len(attempts)}: {' '.join(train_command(trial, resume))}\n")
         log.flush()
-        process = subprocess.Popen(train_command(trial, resume), cwd=PACKAGE_PARENT, env=environment,
+        process = subprocess.Popen(train_command(trial, resume), cwd=directory, env=environment,
                                    stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         if trial.kill_after_checkpoint and len(attempts) == 1:
             while latest_checkpoint(directory) is None and process.poll() is None:

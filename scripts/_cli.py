@@ -1,63 +1,26 @@
-"""What every command-line front shares: one-line errors, thread choice, output paths checked before the work."""
+"""What every command-line front shares: one-line errors, thread choice, output paths checked before the work.
+
+The exit-code mapping (run), the one-line ArgumentParser and set_threads live in qapprox.dqn.command_line,
+where the library's own command line (qapprox.dqn.train_cli) uses them too; they are re-exported here."""
 
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import shlex
-import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from qapprox.approximators.limits import check_threads
+from qapprox.dqn.command_line import DISK_ERRORS, EXIT_DISK, ArgumentParser, run, set_threads
 from qapprox.envs.validation import check_float
 
-# Exit status when the disk is full or read-only: the run stops, the last good checkpoint stays.
-EXIT_DISK = 3
-DISK_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO)
+__all__ = ["DISK_ERRORS", "EXIT_DISK", "ArgumentParser", "UsageError", "run", "set_threads", "finite_float",
+           "check_output_path", "FIGURE_FORMATS", "figure_path", "check_run_dir", "recorded_command"]
 
 
 class UsageError(ValueError):
     """Bad input from the user: printed as one line, exit status 2."""
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line (`error: …`, exit 2) instead of the usage block."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
-
-
-def run(main: Callable[[], int | None]) -> None:
-    """Call main(); bad input (ValueError, a missing file) becomes `error: …` on stderr and exit 2;
-    a full or read-only disk becomes one line and exit 3 (EXIT_DISK)."""
-    try:
-        code = main()
-    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except MemoryError:  # an allocation no estimate foresaw (the checks before the work name theirs)
-        print("error: out of memory; lower the sizes asked for (buffer, network, runs, states)", file=sys.stderr)
-        sys.exit(2)
-    except OSError as exc:
-        if exc.errno not in DISK_ERRORS:
-            raise
-        where = f" writing {os.fsdecode(exc.filename)}" if exc.filename else ""
-        print(f"error: {exc.strerror or exc}{where}; the last good checkpoint is kept", file=sys.stderr)
-        sys.exit(EXIT_DISK)
-    sys.exit(code or 0)
-
-
-def set_threads(n: int | None) -> int:
-    """torch intra-op threads: n (at most the CPUs we may use), or 1 by default — small networks are
-    fastest on one thread."""
-    import torch
-
-    n = check_threads("threads", 1 if n is None else n)
-    torch.set_num_threads(n)
-    return n
 
 
 def finite_float(text: str) -> float:

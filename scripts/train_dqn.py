@@ -1,106 +1,15 @@
 """Train DQN: `qapprox train` solves CartPole-v1 with the default preset.
 
-    python -m scripts.train_dqn                                   # CartPole-v1, default preset
-    python -m scripts.train_dqn --env Acrobot-v1                  # that env's preset, if one ships
-    python -m scripts.train_dqn --preset sb3-zoo-cartpole --seed 3
-    python -m scripts.train_dqn --config my.toml --learning-rate 5e-4
-    python -m scripts.train_dqn --resume runs/…/checkpoints/latest.ckpt
-
-Every field of dqn.config.DQNConfig is a flag (--learning-rate 1e-3, --double-q false, --hidden 128,128).
-Precedence: defaults < preset (--preset, or the env id's own preset) < --config FILE < flags.
-Writes TensorBoard logs and checkpoints (checkpoints/latest.ckpt, best.ckpt) under the run dir.
-Exit status: 0 done, 1 diverged, 2 bad input, 3 disk full or read-only, 130 stopped by Ctrl-C (a checkpoint is saved).
+A thin front: the flags (one per DQNConfig field), the work and the exit codes (0 done, 1 diverged, 2 bad
+input, 3 disk full or read-only, 130 stopped by Ctrl-C) are qapprox.dqn.train_cli's; see --help.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-from dataclasses import fields
+from qapprox.dqn.train_cli import build_parser, config_from_args, main
+from qapprox.scripts._cli import run
 
-from qapprox.dqn.config import PRESETS, DQNConfig, coerce, resolve
-from qapprox.scripts._cli import ArgumentParser, run, set_threads
-
-ALIASES = {"env_id": ["--env"]}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """One flag per DQNConfig field, typed by its annotation; defaults stay unset (None) to keep precedence."""
-    parser = ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.splitlines()[1:]))
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="named hyper-parameters (default: the env id's, if any)")
-    parser.add_argument("--config", metavar="FILE", help="TOML file of config fields")
-    parser.add_argument("--resume", metavar="PATH", help="continue from a checkpoint (total_timesteps is the overall target); "
-                        "the run writes beside it, in the folder above its checkpoints/ folder")
-    parser.add_argument("--max-checkpoint-bytes", type=int, default=None, metavar="N",
-                        help="with --resume: refuse a larger file before reading it (default: the size its config implies)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    defaults = DQNConfig()
-    group = parser.add_argument_group("config fields (dqn.config.DQNConfig)")
-    for field in fields(DQNConfig):
-        flag = "--" + field.name.replace("_", "-")
-        names = [flag] + ALIASES.get(field.name, []) + ([f"--{field.name}"] if "_" in field.name else [])
-        default = getattr(defaults, field.name)
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else str(default).lower() if isinstance(default, bool) else default
-        group.add_argument(*names, dest=field.name, default=None, metavar=field.type.upper().replace("TUPLE[INT, ...]", "INTS"),
-                           type=_typed(field.name, field.type), help=f"default: {shown}")
-    return parser
-
-
-def _typed(name: str, annotation: str):
-    def parse(text: str):
-        try:
-            return coerce(name, text, annotation)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    parse.__name__ = annotation
-    return parse
-
-
-def config_from_args(args: argparse.Namespace) -> tuple[DQNConfig, dict]:
-    """(config, the fields given) by dqn.config.resolve: defaults < preset < config file < flags."""
-    flags = {field.name: getattr(args, field.name) for field in fields(DQNConfig) if getattr(args, field.name) is not None}
-    return resolve(flags, args.preset, args.config)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from qapprox.dqn.agent import DQN, DivergenceError  # after parsing: --help stays fast
-
-    config, given = config_from_args(args)
-    set_threads(config.threads)  # the agent's first log line states it
-    if args.max_checkpoint_bytes is not None and args.max_checkpoint_bytes < 1:
-        raise ValueError(f"--max-checkpoint-bytes={args.max_checkpoint_bytes} must be ≥ 1")
-    if not config.logdir:
-        print("logdir is empty: no TensorBoard logs and no checkpoints are written")
-    if args.resume:
-        agent = DQN.load(args.resume, max_bytes=args.max_checkpoint_bytes, **given)
-        if given.get("logdir") or "run_name" in given:
-            print(f"note: --logdir and --run-name name new runs; resuming continues in {agent.run_dir}")
-        print(f"resuming {args.resume} at step {agent.global_step:,} of {agent.config.total_timesteps:,}")
-    else:
-        agent = DQN(config)
-    print(f"run dir: {agent.run_dir}")
-    try:
-        agent.learn(progress_bar=not args.no_progress)
-    except DivergenceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        agent.close()
-    print(f"steps {agent.global_step:,}  episodes {agent.episodes:,}  updates {agent.updates:,}  "
-          f"recent return {agent.recent_return:.1f}  best eval {agent.best_eval_return:.1f}  "
-          f"solved at step {agent.solved_step if agent.solved_step is not None else '-'}")
-    if agent.run_dir is not None:
-        print(f"checkpoint: {agent.last_checkpoint}")
-        print(f"TensorBoard: tensorboard --logdir {agent.run_dir}")
-    if agent.interrupted:
-        print(f"stopped by Ctrl-C at step {agent.global_step:,}; resume with --resume {agent.last_checkpoint}")
-        return 130
-    return 0
-
+__all__ = ["build_parser", "config_from_args", "main"]  # the work, flags and exit codes: qapprox.dqn.train_cli
 
 if __name__ == "__main__":
     run(main)

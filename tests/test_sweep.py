@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 
 from qapprox.dqn import analysis, ray_cluster, sweep
-from qapprox.dqn.trial import CHECKPOINT, KILL_TRIAL_VARIABLE, config_name, run_dirs, train_command
+from qapprox.dqn.logging import run_dirs
+from qapprox.dqn.trial import CHECKPOINT, KILL_TRIAL_VARIABLE, train_command
+from qapprox.dqn.trial_files import config_name
 from qapprox.scripts import sweep as sweep_script
 from qapprox.scripts._cli import run
 
@@ -49,8 +51,8 @@ def test_grid_is_a_product_in_flag_order_with_canonical_values():
 
 @pytest.mark.parametrize("items, message", [
     (["gamma_typo=0.9"], "'gamma_typo' is not a DQNConfig field"),
-    (["double_q=yes"], "double_q='yes' is not a bool"),
-    (["batch_size=3.5"], "batch_size='3.5' is not a int"),
+    (["double_q=yes"], "double_q='yes' is not a valid boolean"),
+    (["batch_size=3.5"], "batch_size='3.5' is not a valid integer"),
     (["learning_rate"], "'learning_rate' is not KEY=VALUE"),
     (["loss=huber", "loss=mse"], "'loss' is given twice"),
     (["seed=1,2"], "'seed' is set by the sweep: use --seeds"),
@@ -85,7 +87,7 @@ def test_trial_names_directories_and_command(tmp_path, monkeypatch):
     assert [t.kill_after_checkpoint for t in trials] == [False, True]
     assert trials[0].directory == tmp_path / "learning_rate=0.001__seed0"
     command = train_command(trials[0], resume=tmp_path / "c.pt")
-    assert command[1:] == ["-m", "qapprox.scripts.train_dqn", "--no-progress", "--env", "CartPole-v1", "--seed", "0",
+    assert command[1:] == ["-m", "qapprox.dqn.train_cli", "--no-progress", "--env", "CartPole-v1", "--seed", "0",
                            "--logdir", str(trials[0].directory), "--device", "cpu", "--total-timesteps", "300",
                            "--batch-size", "8", "--learning-rate", "0.001", "--resume", str(tmp_path / "c.pt")]
 
