@@ -28,7 +28,9 @@ import numpy as np
 
 from qapprox.approximators.limits import check_memory
 from qapprox.dqn.evaluation import first_solved, reward_threshold
-from qapprox.dqn.trial import config_name, read_json, run_dirs
+from qapprox.dqn.logging import parse_run_dir, run_dirs
+from qapprox.dqn.trial_files import config_name, read_json
+from qapprox.envs.validation import check_int
 
 RETURN_TAG = "eval/mean_return"  # greedy evaluation return, logged by the training loop
 TRAINING_RETURN_TAG = "charts/episodic_return"
@@ -143,8 +145,7 @@ def trial_run(trial_dir: Path) -> Run | None:
 
     A resumed attempt writes into the run directory of its checkpoint; a new one is only made when
     an attempt died before its first checkpoint, and then the newest directory is the whole run."""
-    newest = max(run_dirs(trial_dir), key=lambda p: (int(p.name.rsplit("__", 1)[-1]), p.stat().st_mtime),
-                 default=None)
+    newest = max(run_dirs(trial_dir), key=lambda p: (parse_run_dir(p).time, p.stat().st_mtime), default=None)
     return read_run(newest) if newest is not None else None
 
 
@@ -188,19 +189,34 @@ def aggregate(runs: list[dict], threshold: float | None) -> tuple[list[dict], li
     return run_rows, config_rows
 
 
+def align(curves: list[tuple[np.ndarray, np.ndarray]], points: int) -> tuple[np.ndarray, np.ndarray]:
+    """(grid, matrix): the curves (steps, values) of several runs on one grid of steps, a row per run.
+
+    The grid is the steps logged inside every run's range [max_i first_i, min_i last_i], or `points` evenly
+    spaced steps there when more were logged (per-episode tags); each run is linearly interpolated onto it.
+    Runs without a step range in common (one ended before another began) are a one-line ValueError, not
+    a curve extrapolated flat."""
+    check_int("points", points, 2)
+    if not curves or any(steps.size == 0 for steps, _ in curves):
+        raise ValueError("no curve to align: a run has no point of this tag")
+    first, last = max(steps[0] for steps, _ in curves), min(steps[-1] for steps, _ in curves)
+    if first > last:
+        raise ValueError(f"the runs share no step range: one ends at step {last:,} before another begins at {first:,}")
+    grid = np.unique(np.concatenate([steps for steps, _ in curves]))
+    grid = grid[(grid >= first) & (grid <= last)]
+    if grid.size > points:  # a regular grid keeps the figure and the bootstrap small
+        grid = np.unique(np.linspace(first, last, points).round().astype(grid.dtype))
+    return grid, np.stack([np.interp(grid, steps, values) for steps, values in curves])
+
+
 def curve(runs: list[dict], tag: str, points: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over seeds and its bootstrap 95 % band, on the steps logged inside every seed's range
-    (at most `points` of them), each seed linearly interpolated there."""
+    """Mean over seeds and its bootstrap 95 % band on the aligned grid (align, at most `points` steps);
+    empty arrays when no run has logged the tag yet."""
     series = [r["run"].curve(tag)[:2] for r in runs if r["run"] is not None]
     series = [(s, v) for s, v in series if s.size]
     if not series:
         return (np.array([]),) * 4
-    first, last = max(s[0] for s, _ in series), min(s[-1] for s, _ in series)
-    steps = np.unique(np.concatenate([s for s, _ in series]))
-    steps = steps[(steps >= first) & (steps <= last)]
-    if steps.size > points:  # per-episode tags: a regular grid keeps the bootstrap small
-        steps = np.unique(np.linspace(first, last, points).round().astype(int))
-    matrix = np.stack([np.interp(steps, s, v) for s, v in series])  # seeds × steps
+    steps, matrix = align(series, points)  # seeds × steps
     low, high = bootstrap_band(matrix)
     return steps, matrix.mean(0), low, high
 
@@ -215,20 +231,13 @@ def drawable(text: str) -> str:
         return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_curves(runs: list[dict], path: Path) -> None:
     """A sweep's greedy evaluation and training returns per configuration: mean with a bootstrap band."""
-    plt = _pyplot()
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend and open figures stay as they are
+
     finished = [r for r in runs if r["finished"]]
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    figure = Figure(figsize=(12, 4.5))
+    axes = figure.subplots(1, 2)
     for axis, tag in zip(axes, (RETURN_TAG, TRAINING_RETURN_TAG)):
         for config in dict.fromkeys(r["config"] for r in finished):
             group = [r for r in finished if r["config"] == config]
@@ -243,7 +252,6 @@ def plot_curves(runs: list[dict], path: Path) -> None:
         axes[0].legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
 
 
 def _cell(row: dict, metric: str) -> str:
@@ -296,21 +304,21 @@ POINT_BYTES = 256  # per point of a curve drawn: grid, mean, band, matplotlib's 
 
 
 def group_name(run_dir: Path) -> str:
-    """runs/<env>__<name>__<seed>__<time> → <env>__<name>: the seeds of one configuration, together."""
-    parts = run_dir.name.split("__")
-    return "__".join(parts[:2]) if len(parts) >= 4 else run_dir.name
+    """runs/<env>__<name>__<seed>__<time> → <env>__<name>: the seeds of one configuration, together.
+    A folder not named by make_run_dir is a group of its own."""
+    parsed = parse_run_dir(run_dir)
+    return parsed.group if parsed is not None else run_dir.name
 
 
 def plot_learning_curves(run_dirs: Iterable[str | Path], tags: list[str], out: str | Path, points: int = 200,
                          title: str | None = None) -> list[str]:
     """One panel per tag: each group of runs (group_name) as the mean over its seeds with a min–max band,
-    on a grid of `points` steps where every run has logged (each run linearly interpolated there).
+    on the group's aligned grid (align: at most `points` steps inside every run's range).
 
     Sizes are checked before any run is read, and every run is read before the figure is made. Returns
     one line per group and tag: its number of runs and final mean. Text is drawn as text (no $…$ mathtext)."""
     run_dirs = [Path(p) for p in run_dirs]
-    if points < 2:
-        raise ValueError(f"--points={points} must be ≥ 2")
+    check_int("points", points, 2)
     if len(tags) > MAX_PANELS:
         raise ValueError(f"--tag given {len(tags)} times; at most {MAX_PANELS} panels fit in one figure "
                          f"({PANEL_INCHES} inches each at {DPI} dpi, 2**16 pixels across)")
@@ -322,13 +330,17 @@ def plot_learning_curves(run_dirs: Iterable[str | Path], tags: list[str], out: s
         groups[tag] = defaultdict(list)
         for run in runs:
             groups[tag][group_name(run.directory)].append(run.scalar(tag))
-    plt, lines = _pyplot(), []
-    with plt.rc_context({"text.parse_math": False}):  # tags, run names and titles are text, not TeX
-        figure, all_axes = plt.subplots(1, len(tags), figsize=(PANEL_INCHES * len(tags), 4.5), squeeze=False)
+    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend and open figures stay as they are
+
+    aligned = {tag: {name: align(curves, points) for name, curves in groups[tag].items()} for tag in tags}
+    lines = []
+    with matplotlib.rc_context({"text.parse_math": False}):  # tags, run names and titles are text, not TeX
+        figure = Figure(figsize=(PANEL_INCHES * len(tags), 4.5))
+        all_axes = figure.subplots(1, len(tags), squeeze=False)
         for tag, axes in zip(tags, all_axes[0]):
-            for name, curves in groups[tag].items():
-                grid = np.linspace(max(steps[0] for steps, _ in curves), min(steps[-1] for steps, _ in curves), points)
-                values = np.stack([np.interp(grid, steps, vals) for steps, vals in curves])
+            for name, (grid, values) in aligned[tag].items():
+                curves = groups[tag][name]
                 mean = values.mean(axis=0)
                 axes.plot(grid, mean, label=drawable(f"{name} ({len(curves)} seed{'s' if len(curves) > 1 else ''})"))
                 axes.fill_between(grid, values.min(axis=0), values.max(axis=0), alpha=0.2)
@@ -341,6 +353,5 @@ def plot_learning_curves(run_dirs: Iterable[str | Path], tags: list[str], out: s
         if title:
             figure.suptitle(drawable(title))
         figure.tight_layout()
-        figure.savefig(out, dpi=DPI)
-        plt.close(figure)  # called again in the same process, it leaves no figure open
+        figure.savefig(out, dpi=DPI)  # a Figure without pyplot: nothing stays open once it is drawn
     return lines

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from qapprox.approximators.kinds import Q_NETWORK_KINDS
-from qapprox.envs.validation import MAX_INT, SEED_MAX, check_choice, check_float, check_int, check_name, is_int
+from qapprox.dqn.logging import check_run_name
+from qapprox.envs.validation import MAX_INT, SEED_MAX, check_choice, check_float, check_int, is_int
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -103,7 +104,7 @@ class DQNConfig:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("device", self.device, DEVICES)
         check_choice("vectorization", self.vectorization, VECTORIZATION)
-        check_name("run_name", self.run_name)
+        check_run_name("run_name", self.run_name)  # one plain name without '__': make_run_dir's part
         if not isinstance(self.logdir, str):
             raise ValueError(f"logdir={self.logdir!r} must be a string ('' writes nothing)")
         if not isinstance(self.env_id, str) or not self.env_id:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import threading
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from qapprox.envs.validation import check_name
+from qapprox.envs.validation import check_name, shown
 
 TAGS = (
     "charts/episodic_return", "charts/episodic_length", "charts/epsilon", "charts/SPS",
@@ -30,14 +31,61 @@ TAGS = (
 )
 
 
+SEPARATOR = "__"  # between the parts of a run directory's name
+RUN_DIR_GLOB = "*__*__*__*"  # a folder that may be a run directory (parse_run_dir decides)
+
+
+class RunDirName(typing.NamedTuple):
+    """The parts of a run directory's name <env>__<name>__<seed>__<unix time>."""
+
+    env: str  # the env id, '/' and '\\' made '-'
+    name: str  # run_name
+    seed: int
+    time: int
+
+    @property
+    def group(self) -> str:
+        """<env>__<name>: the runs of one configuration, whatever their seed and start time."""
+        return f"{self.env}{SEPARATOR}{self.name}"
+
+
+def check_run_name(field: str, name: str) -> str:
+    """A run name that make_run_dir can write and parse_run_dir read back: one plain path component
+    (check_name), without '__' (the separator of the name's parts) and not starting with '_'."""
+    check_name(field, name)
+    if SEPARATOR in name or name.startswith("_"):
+        raise ValueError(f"{field}={shown(name)} must not contain '__' or start with '_': run directories are "
+                         "named <env>__<name>__<seed>__<time>")
+    return name
+
+
 def make_run_dir(root: str | Path, env_id: str, name: str, seed: int) -> Path:
     """root/<env>__<name>__<seed>__<unix time>, '/' in env ids made safe; always a child of root.
 
-    A name that is not one plain path component (a separator, '..', a NUL) is a one-line ValueError."""
-    check_name("run_name", name)
+    A name that is not one plain path component (a separator, '..', a NUL) or holds '__' is a one-line
+    ValueError (check_run_name)."""
+    check_run_name("run_name", name)
     if not str(root):
         raise ValueError("logdir='' names no folder; give one (e.g. runs)")
-    return Path(root) / f"{env_id.replace('/', '-').replace(chr(92), '-')}__{name}__{seed}__{int(time.time())}"
+    env = env_id.replace("/", "-").replace(chr(92), "-")
+    return Path(root) / SEPARATOR.join((env, name, str(seed), str(int(time.time()))))
+
+
+def parse_run_dir(path: str | Path) -> RunDirName | None:
+    """make_run_dir's name read back: RunDirName(env, name, seed, time), or None for any other folder name.
+
+    The seed and time are the last two parts (digits); the name is the part before them, up to the last
+    '__' (a name holds no '__' and does not start with '_'); the env id is what remains."""
+    parts = Path(path).name.rsplit(SEPARATOR, 3)
+    if len(parts) != 4 or not all(parts) or not all(p.isascii() and p.isdigit() for p in parts[2:]):
+        return None
+    env, name, seed, started = parts
+    return RunDirName(env, name, int(seed), int(started))
+
+
+def run_dirs(folder: str | Path) -> list[Path]:
+    """The run directories (make_run_dir's, by parse_run_dir) directly inside folder, sorted by name."""
+    return sorted(p for p in Path(folder).glob(RUN_DIR_GLOB) if p.is_dir() and parse_run_dir(p) is not None)
 
 
 def _quiet_writer_errors(args: threading.ExceptHookArgs) -> None:

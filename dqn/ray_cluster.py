@@ -41,6 +41,7 @@ class ClusterOptions:
         """One-line ValueError for a bad option, before anything starts; returns gpus_per_trial (None: auto).
         `bench`: the sweep will also time its trials sequentially against a local cluster."""
         from qapprox.approximators.limits import check_threads, cpu_count
+        from qapprox.envs.validation import check_float, check_int
 
         if self.address is not None:
             for given, flag in ((self.num_cpus is not None, "--num-cpus"), (self.dashboard, "--dashboard"),
@@ -49,13 +50,11 @@ class ClusterOptions:
                     raise ValueError(f"{flag} is for the local cluster; a cluster joined with --address has its own")
         elif self.num_cpus is not None:
             check_threads("num_cpus", self.num_cpus)
-        if not self.cpus_per_trial > 0:
-            raise ValueError(f"cpus_per_trial={self.cpus_per_trial:g} must be > 0")
+        check_float("cpus_per_trial", self.cpus_per_trial, 0.0, low_open=True)
         local_cpus = self.num_cpus or cpu_count()
         if self.address is None and self.cpus_per_trial > local_cpus:
             raise ValueError(f"cpus_per_trial={self.cpus_per_trial:g} is more than the local cluster's {local_cpus} CPUs")
-        if not 0 <= self.max_retries <= MAX_RETRIES:
-            raise ValueError(f"max_retries={self.max_retries} must be an integer in [0, {MAX_RETRIES}]")
+        check_int("max_retries", self.max_retries, 0, MAX_RETRIES)
         return parse_gpus(self.gpus_per_trial)
 
 

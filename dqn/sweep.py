@@ -36,9 +36,9 @@ from qapprox.dqn import ray_cluster
 from qapprox.dqn.config import DQNConfig, coerce, resolve
 from qapprox.dqn.env_factory import make_env
 from qapprox.dqn.ray_cluster import ClusterOptions
-from qapprox.dqn.trial import KILL_TRIAL_VARIABLE, Trial, TrialFailed, TrialInterrupted, config_name, pending, \
-    read_json, run_trial
-from qapprox.envs.validation import check_name, shown
+from qapprox.dqn.trial import KILL_TRIAL_VARIABLE, Trial, TrialFailed, TrialInterrupted, pending, run_trial
+from qapprox.dqn.trial_files import config_name, read_json
+from qapprox.envs.validation import check_int, check_name, check_seed, shown
 
 MAX_TRIALS = 100_000  # configurations × seeds: each trial is a directory, a Ray task and a line of the report
 NAME_MAX = 255  # bytes in one path component (ext4, xfs, btrfs, tmpfs)
@@ -100,10 +100,7 @@ def canonical(key: str, text: str, fields: dict[str, type]) -> str:
     kind, text = fields[key], " ".join(text.split())
     if not text:
         raise ValueError(f"{key}= has an empty value")
-    try:
-        value = coerce(key, text, kind)
-    except ValueError:
-        raise ValueError(f"{key}={text!r} is not a {getattr(kind, '__name__', kind)}") from None
+    value = coerce(key, text, kind)  # its ValueError names the key, the value and what is allowed
     if isinstance(value, bool):
         spelled = "true" if value else "false"
     elif isinstance(value, float):
@@ -167,9 +164,10 @@ def configurations(grid: dict[str, list[str]], search: dict[str, tuple[str, floa
     """Every grid point × `samples` random draws of the searched keys (seeded: a re-run draws the same).
 
     Draws that round to a configuration already drawn are dropped (one name, one directory). More than
-    MAX_TRIALS configurations is a one-line ValueError, counted before any is built."""
-    if samples < 0 or seed < 0:
-        raise ValueError(f"random={samples} and search_seed={seed} must be ≥ 0")
+    MAX_TRIALS configurations is a one-line ValueError, counted before any is built (make_trials counts the
+    trials, configurations × seeds)."""
+    check_int("random", samples, 0)
+    check_seed("search_seed", seed)
     check_trial_count(math.prod(len(values) for values in grid.values()) * max(samples, 1))
     if search and samples < 1:
         raise ValueError(f"random={samples}: --search needs --random N with N ≥ 1")
@@ -225,7 +223,7 @@ def make_trials(sweep_dir: str | Path, env: str, seeds: list[int], configs: list
 
 @dataclasses.dataclass(frozen=True)
 class Sweep:
-    """What a sweep runs, as its command line spells it (see scripts.sweep --help)."""
+    """What a sweep runs, as its command line spells it (see `qapprox sweep --help`)."""
 
     env: str = "CartPole-v1"
     seeds: str = "0-4"  # e.g. 0-9 or 0,3,7-8
@@ -251,7 +249,6 @@ def prepare(sweep: Sweep, cluster: ClusterOptions, bench: bool = False) -> tuple
     grid = parse_assignments(list(sweep.grid), fields)
     seeds = parse_seeds(sweep.seeds)
     configs = configurations(grid, parse_search(list(sweep.search), fields), sweep.random, sweep.search_seed)
-    check_trial_count(len(configs), len(seeds))
     fixed_values = {key: values[0] for key, values in fixed.items()}
     check_env(sweep.env)
     check_configs(sweep.env, configs, fixed_values, sweep.total_timesteps, seeds)
