@@ -98,3 +98,24 @@ def test_config_text_and_hparams(run):
     assert b"learning_rate" in hparams["_hparams_/session_start_info"]
     _, best = values(accumulator, "hparams/best_eval_return")
     assert best[-1] == pytest.approx(agent.best_eval_return)
+
+
+# ---------------------------------------------------------------- run-directory names
+def test_run_dir_names_are_parsed_back_as_made(tmp_path):
+    from qapprox.dqn.logging import RUN_DIR_GLOB, make_run_dir, parse_run_dir, run_dirs
+
+    made = make_run_dir(tmp_path, "ALE/Pong-v5", "dqn-lr_3", 7)
+    parsed = parse_run_dir(made)
+    assert (parsed.env, parsed.name, parsed.seed, parsed.group) == ("ALE-Pong-v5", "dqn-lr_3", 7, "ALE-Pong-v5__dqn-lr_3")
+    assert parse_run_dir("my__env-v0__dqn__1__1700000000").env == "my__env-v0"  # '__' in an env id is kept
+    for other in ("notes", "a__b__c__1", "env__dqn__x__1", "env__dqn__1__¹"):
+        assert parse_run_dir(other) is None
+    made.mkdir()
+    (tmp_path / "a__b__c__d").mkdir()
+    assert run_dirs(tmp_path) == [made] and made.match(RUN_DIR_GLOB)
+
+
+@pytest.mark.parametrize("name", ["a__b", "_a"])
+def test_a_run_name_that_would_mis_group_runs_is_refused(name):
+    with pytest.raises(ValueError, match=r"^run_name=.* must not contain '__' or start with '_'"):
+        DQNConfig(run_name=name).validate()

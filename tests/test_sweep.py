@@ -323,3 +323,33 @@ def test_rerunning_a_finished_sweep_starts_no_trial(ray_sweep):
     assert result.returncode == 0, result.stderr
     assert "4 trials; 4 finished, 0 to run" in result.stdout and "ray:" not in result.stdout
     assert {p: p.stat().st_mtime_ns for p in sweep_dir.glob("*/*.json")} == before
+
+
+def test_align_puts_seeds_on_one_grid_and_refuses_disjoint_runs():
+    a = (np.array([0, 10, 20, 30]), np.array([0.0, 1.0, 2.0, 3.0]))
+    b = (np.array([5, 15, 25]), np.array([5.0, 15.0, 25.0]))
+    grid, matrix = analysis.align([a, b], points=200)
+    assert grid.tolist() == [5, 10, 15, 20, 25]  # the steps logged inside both ranges
+    assert matrix.tolist() == [[0.5, 1.0, 1.5, 2.0, 2.5], [5.0, 10.0, 15.0, 20.0, 25.0]]
+    grid, matrix = analysis.align([a, b], points=3)  # more steps than points: a regular grid
+    assert grid.tolist() == [5, 15, 25] and matrix.shape == (2, 3)
+    with pytest.raises(ValueError, match=r"^the runs share no step range: one ends at step 30 before another begins at 40$"):
+        analysis.align([a, (np.array([40, 50]), np.array([1.0, 2.0]))], points=200)
+    with pytest.raises(ValueError, match=r"^points=2.5 must be an integer ≥ 2$"):
+        analysis.align([a], points=2.5)
+
+
+def test_figures_leave_the_callers_matplotlib_backend_alone(synthetic_sweep):
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    analysis.report(synthetic_sweep, threshold=475)
+    assert matplotlib.get_backend() == before
+    source = Path(analysis.__file__).read_text()
+    assert "matplotlib.use(" not in source and "import matplotlib.pyplot" not in source
+
+
+def test_analysis_does_not_import_the_ray_code():
+    code = "import sys; import qapprox.dqn.analysis; print('qapprox.dqn.ray_cluster' in sys.modules, 'qapprox.dqn.trial' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"]
