@@ -7,6 +7,7 @@
     result = gd_paths(m=100, noise=0.3, alpha=0.05, epochs=100, batch_size=10, seed=0)
     result.paths["sgd"].cost          # J(w) on the whole set before training and after each epoch
     figure(result).savefig("gd_paths.png")
+    gd_paths(log_dir=pathlib.Path("runs/gd"))   # and TensorBoard: J(w) per epoch of each method
 
 All three start from W_START with the same α and the same number of epochs; the one routine is
 approximators.optim.gradient_descent, its batch size the only difference. A path that diverges
@@ -15,6 +16,7 @@ becomes inf/nan without warnings; `diverged` says which.
 
 from __future__ import annotations
 
+import pathlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,16 +101,30 @@ class Comparison:
 
 
 def gd_paths(m: int = 100, noise: float = 0.3, alpha: float = 0.05, epochs: int = 100, batch_size: int = 10,
-             seed: int = 0) -> Comparison:
+             seed: int = 0, *, log_dir: pathlib.Path | None = None) -> Comparison:
     """GD, SGD and mini-batch GD (s = batch_size) on synthetic_data(m, noise, seed), from W_START with the
-    same α and epochs; settings are checked first (check_settings), then the memory of the run."""
+    same α and epochs; settings are checked first (check_settings), then the memory of the run. With
+    log_dir, TensorBoard gets there (None: no logging) J(w) on the whole set before training and after
+    each epoch, tags cost/gd, cost/sgd, cost/minibatch (step: the epoch)."""
     sizes = check_settings(m, noise, alpha, epochs, batch_size, seed)
     check_memory(f"gradient descent on m={m:,} observations for {epochs:,} epochs "
                  f"(s = {', '.join(map(str, sizes.values()))})", memory_bytes(sizes, m, epochs))
     x, y = synthetic_data(m, noise, seed)
     paths = compare(x, y, sizes, alpha, epochs, seed)
     w_star = np.linalg.lstsq(x, y, rcond=None)[0][:, 0]
+    if log_dir is not None:
+        _log(paths, log_dir)
     return Comparison(x, y, sizes, paths, w_star, linear_squared_error(w_star, x, y)[0])
+
+
+def _log(paths: dict[str, Path], log_dir: pathlib.Path) -> None:
+    """gd_paths' TensorBoard log (its docstring)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(log_dir)) as writer:
+        for name, path in paths.items():
+            for epoch, J in enumerate(path.cost):
+                writer.add_scalar(f"cost/{name}", J, epoch)
 
 
 def figure(result: Comparison):

@@ -6,6 +6,7 @@
     result = td_prediction(make_mdp("random-walk-19"), trace="true-online", lams=LAMS, alphas=ALPHAS)
     result.average                    # score(λ, α), rows λ, columns α
     figure(result, "true-online TD(λ)").savefig("sweep.png")
+    td_prediction(mdp, log_dir=Path("runs/td"))   # and TensorBoard: rms_error per episode
 
 Weights start at 0 (one-hot x(s)), episodes follow the uniform random policy, γ is the MDP's. Every
 run sees its own episodes; every (λ, α) sees the same ones (approximators.traces.td_lambda learns them
@@ -17,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -68,12 +70,19 @@ class Prediction:
 def td_prediction(
     mdp: FiniteMDP, trace: str = "accumulating", lams: Sequence[float] = (0.8,), alphas: Sequence[float] = (0.4,),
     runs: int = 100, episodes: int = 10, seed: int = 0, offline: bool = False,
-    on_episode: Callable[[int, np.ndarray], None] | None = None,
+    on_episode: Callable[[int, np.ndarray], None] | None = None, *,
+    log_dir: Path | None = None, png: Path | None = None, title: str = "",
 ) -> Prediction:
     """Every λ in lams with every α in alphas: `runs` runs of `episodes` episodes each (seeded by seed),
     scored against v_π. Settings are checked first (check_settings), then the memory of the whole batch.
-    on_episode(e, w) is called after each episode, w of shape (λ × α, runs, |S⁺|)."""
+    on_episode(e, w) is called after each episode, w of shape (λ × α, runs, |S⁺|).
+
+    With log_dir the scores go to TensorBoard there (None: no logging): without png, tag rms_error after
+    each episode e (mean over runs, of the first (λ, α)); with png (a sweep), figure(result, title), also
+    saved to png, as the image `sweep` and sweep_table(result) as the text sweep/rms_error."""
     check_settings(trace, lams, alphas, runs, episodes, seed, offline)
+    if png is not None and log_dir is None:
+        raise ValueError("png is the sweep's figure in the TensorBoard log; give log_dir too")
     X, pi = state_features(mdp), mdp.uniform_policy()
     configs = len(lams) * len(alphas)
     check_memory(f"TD(λ) on {runs:,} runs × {episodes:,} episodes × {configs:,} (λ, α)",
@@ -85,7 +94,33 @@ def td_prediction(
     start = time.perf_counter()
     w = td_lambda(batch, X, trace=trace, alpha=alpha_grid, lam=lam_grid, offline=offline, on_episode=on_episode)
     seconds = time.perf_counter() - start
-    return Prediction(tuple(lams), tuple(alphas), rms_error(w, X, v_pi, mdp.nonterminal), seconds)
+    result = Prediction(tuple(lams), tuple(alphas), rms_error(w, X, v_pi, mdp.nonterminal), seconds)
+    if log_dir is not None:
+        _log(result, log_dir, png, title)
+    return result
+
+
+def _log(result: Prediction, log_dir: Path, png: Path | None, title: str) -> None:
+    """td_prediction's TensorBoard log (its docstring); the writer first, so that png may lie in log_dir."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(log_dir) as writer:
+        if png is None:
+            for e, value in enumerate(result.per_episode[:, 0]):
+                writer.add_scalar("rms_error", value, e + 1)
+            return
+        fig = figure(result, title)
+        fig.savefig(png, dpi=120)
+        writer.add_figure("sweep", fig)
+        writer.add_text("sweep/rms_error", sweep_table(result))
+
+
+def sweep_table(result: Prediction) -> str:
+    """score(λ, α) as a Markdown table: a row per λ, a column per α, 3 decimals."""
+    header = "| λ \\ α | " + " | ".join(f"{a:g}" for a in result.alphas) + " |\n|" + "---|" * (len(result.alphas) + 1)
+    rows = ["| " + f"{lam:g} | " + " | ".join(f"{r:.3f}" for r in row) + " |"
+            for lam, row in zip(result.lams, result.average)]
+    return "\n".join([header, *rows])
 
 
 def finite_or_none(values: np.ndarray) -> list:

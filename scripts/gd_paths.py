@@ -6,7 +6,7 @@
 
 Writes the paths over the contours of J and J per epoch as a PNG (default <logdir>/gd_paths.png)
 and logs J(w) on the whole set after each epoch to TensorBoard: cost/gd, cost/sgd, cost/minibatch.
-The work is approximators.gd_paths.gd_paths; this front checks the flags and paths, prints and logs.
+The work and the log are approximators.gd_paths.gd_paths; this front checks the flags and paths, and prints.
 
     python -m scripts.gd_paths
     python -m scripts.gd_paths --alpha 0.05 --epochs 40 --batch-size 20 --logdir runs
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = set_threads(args.threads)
     logdir = check_run_dir("--logdir", make_run_dir(args.logdir, "linear2d", "gd_paths", args.seed))
     png = figure_path("--png", args.png) if args.png else Path(args.logdir, "gd_paths.png")  # beside the run, checked above
-    result = gd_paths(**settings)
+    result = gd_paths(**settings, log_dir=logdir)
     print(f"threads: {threads}")
     print(f"data: m={args.m}, y = {W_TRUE[0]:g} x_1 + {W_TRUE[1]:g} x_2 + N(0, {args.noise:g}²), "
           f"corr(x_1, x_2) = {CORRELATION}")
@@ -53,16 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"start w = ({W_START[0]:g}, {W_START[1]:g}), α = {args.alpha:g}, {args.epochs} epochs")
     print(f"{'method':<10}{'s':>6}{'updates':>9}   {'w after':<20}{'J(w)':>8}")
 
-    from torch.utils.tensorboard import SummaryWriter
-
-    writer = SummaryWriter(str(logdir))
     for name, path in result.paths.items():
-        for epoch, J in enumerate(path.cost):
-            writer.add_scalar(f"cost/{name}", J, epoch)
         w = f"({number(path.w[-1, 0])}, {number(path.w[-1, 1])})"
         end = f"{number(path.cost[-1]):>8}" + ("  diverged: α too large for this s" if result.diverged(name) else "")
         print(f"{name:<10}{result.sizes[name]:>6}{len(path.w) - 1:>9}   {w:<20}{end}")
-    writer.close()
 
     figure(result).savefig(png, dpi=110)
     print(f"TensorBoard: {logdir} (tags cost/gd, cost/sgd, cost/minibatch)")

@@ -8,7 +8,7 @@ Weights start at 0, episodes follow the uniform random policy, γ is the environ
 random walks). After each episode the RMS error over the non-terminal states is logged to
 TensorBoard (tag `rms_error`, mean over runs); `rms_error` in the JSON is that error averaged over
 the episodes and the runs. Every run sees its own episodes; in a sweep every (λ, α) sees the same ones.
-The work is approximators.td_prediction.td_prediction; this front checks the flags and paths, prints and logs.
+The work and the log are approximators.td_prediction.td_prediction; this front checks the flags and paths, and prints.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from qapprox.approximators.td_prediction import ALPHAS, LAMS, check_settings, figure, finite_or_none, td_prediction
+from qapprox.approximators.td_prediction import ALPHAS, LAMS, check_settings, finite_or_none, td_prediction
 from qapprox.envs import make_mdp
 from qapprox.dqn.logging import make_run_dir
 from qapprox.scripts._cli import ArgumentParser, check_run_dir, figure_path, finite_float, run, set_threads
@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     png = figure_path("--png", args.png) if args.sweep and args.png else None
     log_dir = check_run_dir("--logdir", make_run_dir(
         args.logdir, args.env, f"td_lambda-{name}{'-sweep' if args.sweep else ''}", args.seed))
+    if args.sweep:
+        png = png or log_dir / "sweep.png"                    # the sweep's figure, beside its log by default
     start = time.perf_counter()
 
     def progress(e: int, w: np.ndarray) -> None:
@@ -66,25 +68,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"episode {e + 1}/{args.episodes}: {len(lams) * len(alphas)} (λ, α) × {args.runs} runs, "
                   f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
 
-    result = td_prediction(mdp, args.trace, lams, alphas, args.runs, args.episodes, args.seed, args.offline, progress)
-    per_episode, average = result.per_episode, result.average
-
     if not args.json:
         print(f"threads: {threads}")
-    from torch.utils.tensorboard import SummaryWriter
-
-    with SummaryWriter(log_dir) as writer:
-        if args.sweep:
-            fig = figure(result, f"{name} TD(λ), {args.env}: {args.runs} runs × {args.episodes} episodes")
-            png = png or log_dir / "sweep.png"
-            fig.savefig(png, dpi=120)
-            writer.add_figure("sweep", fig)
-            header = "| λ \\ α | " + " | ".join(f"{a:g}" for a in alphas) + " |\n|" + "---|" * (len(alphas) + 1)
-            rows = ["| " + f"{lam:g} | " + " | ".join(f"{r:.3f}" for r in row) + " |" for lam, row in zip(lams, average)]
-            writer.add_text("sweep/rms_error", "\n".join([header, *rows]))
-        else:
-            for e, value in enumerate(per_episode[:, 0]):
-                writer.add_scalar("rms_error", value, e + 1)
+    title = f"{name} TD(λ), {args.env}: {args.runs} runs × {args.episodes} episodes"
+    result = td_prediction(mdp, args.trace, lams, alphas, args.runs, args.episodes, args.seed, args.offline, progress,
+                           log_dir=log_dir, png=png, title=title)
+    per_episode, average = result.per_episode, result.average
 
     common = {"env": args.env, "trace": args.trace, "offline": args.offline, "gamma": mdp.gamma,
               "episodes": args.episodes, "runs": args.runs, "seed": args.seed, "seconds": round(result.seconds, 3)}
