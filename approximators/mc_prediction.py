@@ -12,6 +12,7 @@ a model fitted to them by least squares, J(w) = (1/m) Σ_i (ŷ(x_i, w) − G_i)�
     mdp = make_mdp("quiz9")
     curve = linear_prediction(mdp, 10_000, LinearRegression("lstsq"))
     curve.rms_error[-1]["v_pi"]            # the fit on all 10,000 episodes against v_π
+    linear_prediction(mdp, 10_000, log_dir=Path("runs/mc"))    # and TensorBoard: the RMS errors per n
     model = NeuralRegression(hidden=(32,))
     fits = network_prediction(mdp, network_training_sets(mdp, 3000, model), model)
 
@@ -61,8 +62,8 @@ def q_features(mdp: FiniteMDP, name: str) -> np.ndarray:
     return block_state_action_features(state_features(mdp), mdp.n_actions)
 
 
-def rms(estimate: np.ndarray, truth: np.ndarray, states: np.ndarray) -> float:
-    """RMS(v̂, v) over `states`: √( mean_{s ∈ states} (v̂(s) − v(s))² ) (and over actions for q)."""
+def rms(estimate: np.ndarray, truth: np.ndarray, states: np.ndarray | slice = slice(None)) -> float:
+    """RMS(v̂, v) over `states` (default every row): √( mean_{s ∈ states} (v̂(s) − v(s))² ) (and over actions for q)."""
     return float(np.sqrt(np.mean((estimate[states] - truth[states]) ** 2)))
 
 
@@ -103,12 +104,14 @@ class RegressionCurve:
 def linear_prediction(
     mdp: FiniteMDP, episodes: int, model: LinearRegression | None = None, *, policy: str = "uniform",
     epsilon: float = 0.1, q_feature_kind: str = "one-hot", first_visit: bool = False, seed: int = 0,
-    name: str = "MDP",
+    name: str = "MDP", log_dir: Path | None = None,
 ) -> RegressionCurve:
     """v̂ and q̂ fitted (by copies of `model`, default least squares) on the first n = 10, 100, … episodes and on all `episodes`,
     sampled under behaviour_policy(mdp, policy, epsilon) with seed; each scored against v_π, v_*, q_π, q_*.
     Settings are checked first (check_linear_settings), then the memory of the largest training set (a
-    refusal names the MDP by `name`)."""
+    refusal names the MDP by `name`). With log_dir, TensorBoard gets there (None: no logging) the scores per
+    training-set size (tags rms_error/v_pi, rms_error/v_star, rms_error/q_pi, rms_error/q_star, step n) and
+    the final v̂ beside v_π and v_* as a Markdown table (text `values`)."""
     check_linear_settings(episodes, q_feature_kind, policy, epsilon)
     model = LinearRegression() if model is None else model
     pi = behaviour_policy(mdp, policy, epsilon)
@@ -127,7 +130,23 @@ def linear_prediction(
         rows.append({"episodes": n, "v_pi": rms(v_hat, v_pi, S), "v_star": rms(v_hat, v_star, S),
                      "q_pi": rms(q_hat, q_pi, S), "q_star": rms(q_hat, q_star, S)})
     transitions = sum(len(episode[0]) for episode in sampled)
-    return RegressionCurve(rows, v_hat, q_hat, v_pi, q_pi, v_star, q_star, transitions)
+    curve = RegressionCurve(rows, v_hat, q_hat, v_pi, q_pi, v_star, q_star, transitions)
+    if log_dir is not None:
+        _log_curve(mdp, curve, log_dir)
+    return curve
+
+
+def _log_curve(mdp: FiniteMDP, curve: RegressionCurve, log_dir: Path) -> None:
+    """linear_prediction's TensorBoard log (its docstring)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(log_dir) as writer:
+        for row in curve.rms_error:
+            for tag in ("v_pi", "v_star", "q_pi", "q_star"):
+                writer.add_scalar(f"rms_error/{tag}", row[tag], row["episodes"])
+        lines = [f"| {mdp.state_names[s]} | {curve.v_hat[s]:.3f} | {curve.v_pi[s]:.3f} | {curve.v_star[s]:.3f} |"
+                 for s in mdp.nonterminal]
+        writer.add_text("values", "\n".join(["| state | v̂ | v_π | v_* |", "|---|---|---|---|", *lines]))
 
 
 # ------------------------------------------------------------------ a network, on one training set

@@ -7,7 +7,7 @@ Episodes follow the uniform policy (or ε-greedy in q_* with --policy epsilon-op
 values are printed beside the DP-exact v_π, q_π and v_*, q_*: the fit estimates v_π and q_π, the
 values of the policy that made the data. TensorBoard gets the RMS error of fits on the first
 n = 10, 100, … episodes (tags rms_error/v_pi, rms_error/v_star, rms_error/q_pi, rms_error/q_star,
-step n) and the final table as text. The work is approximators.mc_prediction.linear_prediction.
+step n) and the final table as text. The work and the log are approximators.mc_prediction.linear_prediction.
 """
 
 from __future__ import annotations
@@ -55,17 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         print(f"threads: {threads}")
     curve = linear_prediction(mdp, args.episodes, model, policy=args.policy, epsilon=args.epsilon,
-                              q_feature_kind=args.q_features, first_visit=args.first_visit, seed=args.seed, name=args.env)
+                              q_feature_kind=args.q_features, first_visit=args.first_visit, seed=args.seed, name=args.env,
+                              log_dir=log_dir)
     v_hat, q_hat, v_pi, q_pi, v_star, q_star = curve.v_hat, curve.q_hat, curve.v_pi, curve.q_pi, curve.v_star, curve.q_star
     S = mdp.nonterminal
-    from torch.utils.tensorboard import SummaryWriter
-
-    with SummaryWriter(log_dir) as writer:
-        for row in curve.rms_error:
-            for tag in ("v_pi", "v_star", "q_pi", "q_star"):
-                writer.add_scalar(f"rms_error/{tag}", row[tag], row["episodes"])
-        lines = [f"| {mdp.state_names[s]} | {v_hat[s]:.3f} | {v_pi[s]:.3f} | {v_star[s]:.3f} |" for s in S]
-        writer.add_text("values", "\n".join(["| state | v̂ | v_π | v_* |", "|---|---|---|---|", *lines]))
 
     if args.json:
         print(json.dumps({

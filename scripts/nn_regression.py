@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
-from qapprox.approximators.mc_prediction import cost_figure, network_prediction, network_training_sets
+from qapprox.approximators.mc_prediction import cost_figure, network_prediction, network_training_sets, rms
 from qapprox.approximators.networks import ACTIVATIONS, summary
 from qapprox.approximators.nn_regression import OPTIMIZERS, NeuralRegression
 from qapprox.envs import MDP_NAMES, make_mdp
@@ -69,12 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'state':<10}{'v̂(s)':>11}{'v_π(s)':>10}{'error':>10}")
     for s, value in zip(states, v_hat):
         print(f"{mdp.state_names[s]:<10}{value:>10.3f}{v_pi[s]:>10.3f}{value - v_pi[s]:>10.3f}")
-    print(f"RMS error of v̂: {np.sqrt(np.mean((v_hat - v_pi[states]) ** 2)):.4f}   J(w) = {fits.v.costs[-1]:.4f}")
+    print(f"RMS error of v̂: {rms(v_hat, v_pi[states]):.4f}   J(w) = {fits.v.costs[-1]:.4f}")
     print(f"\n{'state':<10}{'action':<10}{'q̂(s,a)':>11}{'q_π(s,a)':>10}{'error':>10}")
     for i, s in enumerate(states):
         for a in range(mdp.n_actions):
             print(f"{mdp.state_names[s]:<10}{mdp.action_names[a]:<10}{q_hat[i, a]:>10.3f}{q_pi[s, a]:>10.3f}{q_hat[i, a] - q_pi[s, a]:>10.3f}")
-    print(f"RMS error of q̂: {np.sqrt(np.mean((q_hat - q_pi[states]) ** 2)):.4f}   J(w) = {fits.q.costs[-1]:.4f}")
+    print(f"RMS error of q̂: {rms(q_hat, q_pi[states]):.4f}   J(w) = {fits.q.costs[-1]:.4f}")
 
     cost_figure(fits, f"NN regression of returns, {args.env}").savefig(directory / "cost.png", dpi=100)
     print(f"\nTensorBoard: tensorboard --logdir {directory}   (tag cost/mse, runs v and q); wrote {directory / 'cost.png'}")
