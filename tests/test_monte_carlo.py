@@ -107,3 +107,22 @@ def test_bad_input_is_a_one_line_value_error(make, message):
         make()
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_linear_prediction_logs_its_curve_and_values_only_when_given_a_log_dir(tmp_path, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from qapprox.approximators.mc_prediction import linear_prediction
+
+    monkeypatch.chdir(tmp_path)
+    mdp = quiz9_mdp()
+    curve = linear_prediction(mdp, 120)
+    assert list(tmp_path.iterdir()) == []                                # log_dir=None: nothing written
+    linear_prediction(mdp, 120, log_dir=tmp_path / "run")
+    events = EventAccumulator(str(tmp_path / "run"))
+    events.Reload()
+    for tag in ("v_pi", "v_star", "q_pi", "q_star"):
+        scalars = events.Scalars(f"rms_error/{tag}")
+        assert [s.step for s in scalars] == [10, 100, 120]
+        assert [s.value for s in scalars] == pytest.approx([row[tag] for row in curve.rms_error], rel=1e-6)
+    assert events.Tags()["tensors"] == ["values/text_summary"]

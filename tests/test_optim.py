@@ -142,3 +142,20 @@ def test_gd_paths_script_logs_each_cost_curve_and_draws_the_png(tmp_path, capsys
         assert [s.step for s in scalars] == list(range(6))
         assert [s.value for s in scalars] == pytest.approx(path.cost, rel=1e-6)  # float32 in the event file
         assert path.cost[0] == J_start and path.cost[-1] < J_start
+
+
+def test_gd_paths_logs_each_cost_curve_only_when_given_a_log_dir(tmp_path, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from qapprox.approximators.gd_paths import gd_paths
+
+    monkeypatch.chdir(tmp_path)
+    result = gd_paths(m=20, epochs=3, batch_size=5)
+    assert list(tmp_path.iterdir()) == []                                # log_dir=None: nothing written
+    gd_paths(m=20, epochs=3, batch_size=5, log_dir=tmp_path / "run")
+    events = EventAccumulator(str(tmp_path / "run"))
+    events.Reload()
+    for name, path in result.paths.items():
+        scalars = events.Scalars(f"cost/{name}")
+        assert [s.step for s in scalars] == [0, 1, 2, 3]
+        assert [s.value for s in scalars] == pytest.approx(path.cost, rel=1e-6)  # float32 in the event file

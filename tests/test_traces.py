@@ -283,3 +283,35 @@ def test_script_json_follows_the_figure_12_3_protocol(tmp_path, capsys):
     assert out["rms_error"] == pytest.approx(rms.mean(), abs=1e-15)
     assert out["rms_error_per_episode"] == pytest.approx(rms.mean(axis=(1, 2)).tolist(), abs=1e-15)
     assert any(tmp_path.iterdir())                                       # a TensorBoard run was written
+
+
+def test_td_prediction_logs_its_scores_only_when_given_a_log_dir(tmp_path, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from qapprox.approximators.td_prediction import Prediction, sweep_table, td_prediction
+
+    monkeypatch.chdir(tmp_path)
+    mdp = make_mdp("random-walk-5")
+    result = td_prediction(mdp, runs=3, episodes=4)
+    assert list(tmp_path.iterdir()) == []                                # log_dir=None: nothing written
+    logged = td_prediction(mdp, runs=3, episodes=4, log_dir=tmp_path / "one")
+    np.testing.assert_array_equal(logged.rms, result.rms)                # logging changes nothing learned
+    events = EventAccumulator(str(tmp_path / "one"))
+    events.Reload()
+    scalars = events.Scalars("rms_error")
+    assert [s.step for s in scalars] == [1, 2, 3, 4]
+    assert [s.value for s in scalars] == pytest.approx(result.per_episode[:, 0].tolist(), rel=1e-6)  # float32
+
+    sweep = td_prediction(mdp, lams=(0.0, 1.0), alphas=(0.1,), runs=2, episodes=2, log_dir=tmp_path / "sweep",
+                          png=tmp_path / "sweep.png", title="a sweep")
+    assert (tmp_path / "sweep.png").stat().st_size > 10_000
+    events = EventAccumulator(str(tmp_path / "sweep"))
+    events.Reload()
+    assert events.Tags()["images"] == ["sweep"] and events.Tags()["scalars"] == []
+    assert events.Tags()["tensors"] == ["sweep/rms_error/text_summary"]  # sweep_table, as Markdown text
+    assert sweep_table(sweep).startswith("| λ \\ α | 0.1 |\n|---|---|\n| 0 | ")
+    with pytest.raises(ValueError, match="give log_dir too"):
+        td_prediction(mdp, runs=1, episodes=1, png=tmp_path / "alone.png")
+
+    table = sweep_table(Prediction((0.0, 0.5), (0.1, 1.0), np.array([[[0.25], [0.5], [1.0], [np.inf]]]), 0.0))
+    assert table == "| λ \\ α | 0.1 | 1 |\n|---|---|---|\n| 0 | 0.250 | 0.500 |\n| 0.5 | 1.000 | inf |"
