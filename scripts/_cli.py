@@ -15,12 +15,8 @@ from pathlib import Path
 from qapprox.dqn.command_line import DISK_ERRORS, EXIT_DISK, ArgumentParser, run, set_threads
 from qapprox.envs.validation import check_float
 
-__all__ = ["DISK_ERRORS", "EXIT_DISK", "ArgumentParser", "UsageError", "run", "set_threads", "finite_float",
+__all__ = ["DISK_ERRORS", "EXIT_DISK", "ArgumentParser", "run", "set_threads", "finite_float",
            "check_output_path", "FIGURE_FORMATS", "figure_path", "check_run_dir", "recorded_command"]
-
-
-class UsageError(ValueError):
-    """Bad input from the user: printed as one line, exit status 2."""
 
 
 def finite_float(text: str) -> float:
