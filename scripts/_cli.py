@@ -16,7 +16,14 @@ from qapprox.dqn.command_line import DISK_ERRORS, EXIT_DISK, ArgumentParser, run
 from qapprox.envs.validation import check_float
 
 __all__ = ["DISK_ERRORS", "EXIT_DISK", "ArgumentParser", "run", "set_threads", "finite_float",
-           "check_output_path", "FIGURE_FORMATS", "figure_path", "check_run_dir", "recorded_command"]
+           "add_output_flags", "check_output_path", "FIGURE_FORMATS", "figure_path", "check_run_dir", "recorded_command"]
+
+
+def add_output_flags(parser: argparse.ArgumentParser) -> None:
+    """--json, --logdir and --threads, as the lecture's prediction scripts share them."""
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--logdir", default="runs", help="TensorBoard root directory")
+    parser.add_argument("--threads", type=int, default=1)
 
 
 def finite_float(text: str) -> float:

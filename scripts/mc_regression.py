@@ -19,7 +19,7 @@ from qapprox.approximators.mc_prediction import check_linear_settings, linear_pr
 from qapprox.approximators.monte_carlo import LinearRegression
 from qapprox.envs import make_mdp
 from qapprox.dqn.logging import make_run_dir
-from qapprox.scripts._cli import ArgumentParser, check_run_dir, finite_float, run, set_threads
+from qapprox.scripts._cli import ArgumentParser, add_output_flags, check_run_dir, finite_float, run, set_threads
 
 MAX_TABLE_STATES = 40
 
@@ -38,9 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--first-visit", action="store_true", help="first-visit returns (default every visit)")
     parser.add_argument("--q-features", default="one-hot", help="one-hot over S×A | block (x(s) in action a's block)")
     parser.add_argument("--seed", type=int, default=0, help="0 ≤ seed < 2**32")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    parser.add_argument("--logdir", default="runs", help="TensorBoard root directory")
-    parser.add_argument("--threads", type=int, default=1)
+    add_output_flags(parser)
     return parser.parse_args(argv)
 
 

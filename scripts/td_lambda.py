@@ -23,7 +23,7 @@ import numpy as np
 from qapprox.approximators.td_prediction import ALPHAS, LAMS, check_settings, finite_or_none, td_prediction
 from qapprox.envs import make_mdp
 from qapprox.dqn.logging import make_run_dir
-from qapprox.scripts._cli import ArgumentParser, check_run_dir, figure_path, finite_float, run, set_threads
+from qapprox.scripts._cli import ArgumentParser, add_output_flags, check_run_dir, figure_path, finite_float, run, set_threads
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,9 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--alphas", type=finite_float, nargs="+", default=list(ALPHAS))
     parser.add_argument("--png", default=None,
                         help="sweep figure (default: sweep.png in the run directory; no suffix: .png is added)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    parser.add_argument("--logdir", default="runs", help="TensorBoard root directory")
-    parser.add_argument("--threads", type=int, default=1)
+    add_output_flags(parser)
     return parser.parse_args(argv)
 
 
