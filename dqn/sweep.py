@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from qapprox.dqn import ray_cluster
+from qapprox.dqn.command_line import DISK_ERRORS
 from qapprox.dqn.config import DQNConfig, coerce, resolve
 from qapprox.dqn.env_factory import make_env
 from qapprox.dqn.ray_cluster import ClusterOptions
@@ -336,3 +337,16 @@ def benchmark(trials: list[Trial], num_cpus: int) -> dict:
             "trial_seconds_ray_mean": round(float(np.mean(on_ray)), 2),
             "ray_overhead_seconds_per_trial": round((ray_seconds * min(num_cpus, n) - sum(on_ray)) / n, 2),
             "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+
+
+def make_sweep_dir(path: Path) -> Path:
+    """The sweep directory, made now (before Ray) so that a path that cannot be one is one line."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--sweep-dir {path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if exc.errno in DISK_ERRORS:
+            raise
+        raise ValueError(f"--sweep-dir {path}: {exc.strerror or exc}") from None
+    return path

@@ -21,7 +21,7 @@ from pathlib import Path
 from qapprox.approximators.limits import cpu_count
 from qapprox.dqn import analysis, sweep
 from qapprox.dqn.ray_cluster import MAX_RETRIES, ClusterOptions
-from qapprox.scripts._cli import DISK_ERRORS, ArgumentParser, check_output_path, finite_float, run
+from qapprox.scripts._cli import ArgumentParser, check_output_path, finite_float, run
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -66,19 +66,6 @@ def print_report(sweep_dir: str | Path, threshold: float | None) -> None:
     print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
-def make_sweep_dir(path: Path) -> Path:
-    """The sweep directory, made now (before Ray) so that a path that cannot be one is one line."""
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"--sweep-dir {path} exists and is not a directory")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        if exc.errno in DISK_ERRORS:
-            raise
-        raise ValueError(f"--sweep-dir {path}: {exc.strerror or exc}") from None
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report:
@@ -91,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.bench:
         check_output_path("--bench-out", args.bench_out)
     sweep_dir, trials = sweep.prepare(spec, cluster, bench=args.bench)  # checks only: no Ray yet
-    make_sweep_dir(sweep_dir)
+    sweep.make_sweep_dir(sweep_dir)
     if args.bench:
         result = sweep.benchmark(trials, args.num_cpus or cpu_count())
         Path(args.bench_out).write_text(json.dumps(result, indent=2) + "\n")
