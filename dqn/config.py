@@ -242,8 +242,8 @@ def resolve(flags: dict[str, Any], preset_name: str | None = None, config_file: 
     changed = {name: value for name, value in from_file.items() if value != default_values[name]}
     env_id = flags.get("env_id", changed.get("env_id", defaults.env_id))
     name = preset_name if preset_name is not None else env_id if env_id in PRESETS else None
-    if name is not None and name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; allowed: {', '.join(PRESETS)}")
+    if name is not None:
+        check_choice("preset", name, PRESETS, label="preset")
     config = defaults if name is None else replace(defaults, PRESETS[name], f"preset {name}")
     config = replace(replace(config, file_values, file_source), flags, source).validate()
     return config, {**changed, **flags}
