@@ -20,6 +20,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
 import qapprox.envs as qapprox_envs  # noqa: F401  (registers qapprox/RandomWalk-v0, qapprox/Quiz9-v0, …)
+from qapprox.envs.validation import check_choice
 from qapprox.envs.wrappers import OneHotObservation
 
 VECTOR_CLASSES = {"sync": gym.vector.SyncVectorEnv, "async": gym.vector.AsyncVectorEnv}
@@ -72,8 +73,7 @@ def make_vector_env(
     The first copy is built here, so a bad id fails before any subprocess starts. Seeding happens
     at `reset(seed=…)` (copy i gets seed + i).
     """
-    if vectorization not in VECTOR_CLASSES:
-        raise ValueError(f"vectorization={vectorization!r} is not allowed; allowed: {', '.join(VECTOR_CLASSES)}")
+    check_choice("vectorization", vectorization, VECTOR_CLASSES)
     make_env(env_id).close()
     factory: Callable[[], gym.Env] = lambda: make_env(env_id, render_mode)  # noqa: E731
     return VECTOR_CLASSES[vectorization]([factory] * n_envs, autoreset_mode=AutoresetMode.SAME_STEP)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from qapprox.dqn.benchmark import cleanrl, report
 from qapprox.dqn.benchmark.worker import library_versions
-from qapprox.envs.validation import check_int, check_seed
+from qapprox.envs.validation import check_choice, check_int, check_seed
 
 SUITES = ("floor", "sb3", "default", "cleanrl")
 FILES = {"floor": "dqn_floor.json", "sb3": "dqn_vs_sb3.json", "default": "dqn_default_preset.json",
@@ -59,8 +59,7 @@ class BenchmarkSettings:
 
     def __post_init__(self) -> None:
         for suite in self.suites:
-            if suite not in SUITES:
-                raise ValueError(f"suite {suite!r} is unknown; allowed: {', '.join(SUITES)}")
+            check_choice("suite", suite, SUITES, label="suite")
         if not self.seeds:
             raise ValueError("seeds names no seed; e.g. --seeds 0,1,2")
         for seed in self.seeds:
