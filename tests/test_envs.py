@@ -6,6 +6,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from qapprox.envs import OneHotObservation, make_mdp, quiz9_mdp, random_walk
+from qapprox.envs.baird import BAIRD_FEATURES, BAIRD_W0, BEHAVIOUR_POLICY, TARGET_POLICY
 
 A, B, C, TERMINAL = 0, 1, 2, 3
 
@@ -15,12 +16,14 @@ def environments():
     """Each registered id made once (building the 1000-state walk's P takes most of a second)."""
     return {"qapprox/RandomWalk-v0": gym.make("qapprox/RandomWalk-v0", n_states=5),
             "qapprox/RandomWalk1000-v0": gym.make("qapprox/RandomWalk1000-v0"),
-            "qapprox/Quiz9-v0": gym.make("qapprox/Quiz9-v0")}
+            "qapprox/Quiz9-v0": gym.make("qapprox/Quiz9-v0"),
+            "qapprox/Baird-v0": gym.make("qapprox/Baird-v0")}
 
 
 # FiniteMDPEnv declares no render_fps (text rendering only); the checker warns about it.
 @pytest.mark.filterwarnings("ignore:.*No render fps was declared")
-@pytest.mark.parametrize("env_id", ["qapprox/RandomWalk-v0", "qapprox/RandomWalk1000-v0", "qapprox/Quiz9-v0"])
+@pytest.mark.parametrize("env_id", ["qapprox/RandomWalk-v0", "qapprox/RandomWalk1000-v0", "qapprox/Quiz9-v0",
+                                    "qapprox/Baird-v0"])
 def test_gymnasium_env_checker_passes(environments, env_id):
     env = environments[env_id]
     check_env(env.unwrapped)
@@ -71,6 +74,22 @@ def test_quiz9_optimal_values():
     assert np.allclose(v_star, [9, 10, 10, 0], atol=1e-9)
     # q_*(s_A, gamble) = ½·0.9·10 − ½ = 4; q_*(s_B, back) = 0.9·9; q_*(s_C, wander) = 0.2·0.9·10
     assert np.allclose(q_star[:3], [[9, 4], [10, 8.1], [10, 1.8]], atol=1e-9)
+
+
+def test_baird_is_example_11_1(environments):
+    mdp = environments["qapprox/Baird-v0"].unwrapped.mdp
+    assert mdp.n_states == 7 and not mdp.terminal.any() and mdp.gamma == 0.99 and not mdp.R.any()
+    assert np.allclose(mdp.start, 1 / 7) and mdp.action_names == ("dashed", "solid")
+    assert np.allclose(mdp.P[:, 0, :6], 1 / 6) and np.all(mdp.P[:, 1, 6] == 1.0)
+    # Under b the next state is uniform over all seven; under π it is always s_7.
+    assert np.allclose(np.einsum("sa,sat->st", BEHAVIOUR_POLICY, mdp.P), 1 / 7)
+    assert np.all(np.einsum("sa,sat->st", TARGET_POLICY, mdp.P)[:, 6] == 1.0)
+    assert np.allclose(mdp.evaluate(TARGET_POLICY)[0], 0.0)                             # R = 0: v_π = 0
+    # x(s_1) = 2e_1 + e_8, x(s_7) = e_7 + 2e_8; v̂(s_7) = 10 + 2 = 12 from w_0, v̂(s_i) = 3 above.
+    assert BAIRD_FEATURES[0].tolist() == [2, 0, 0, 0, 0, 0, 0, 1]
+    assert BAIRD_FEATURES[6].tolist() == [0, 0, 0, 0, 0, 0, 1, 2]
+    assert (BAIRD_FEATURES @ BAIRD_W0).tolist() == [3] * 6 + [12]
+    assert make_mdp("baird").n_states == 7
 
 
 def test_sampled_transitions_match_p():
