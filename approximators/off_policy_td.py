@@ -12,6 +12,8 @@ method parameter:
     tdc (GTD(0))      w ← w + α ρ_t (δ_t x_t − γ x_{t+1} (x_tᵀv))                   §11.7
     gtd2              w ← w + α ρ_t (x_t − γ x_{t+1}) (x_tᵀv)                       §11.7
                       and for both: v ← v + β ρ_t (δ_t − vᵀx_t) x_t   (v_0 = 0, the secondary weights)
+                      as the book writes it, ρ_t on the whole increment (E_b[ρ_t | S_t] = 1, so in
+                      expectation it is Maei's v ← v + β(ρ_t δ_t − vᵀx_t) x_t)
     etd               M_t = γ ρ_{t−1} M_{t−1} + I_t,  w ← w + α M_t ρ_t δ_t x_t      §11.8
 
 Emphatic TD takes interest I_t = 1 and, as the book initialises it, M_{−1} = 0 (so M_0 = I_0 = 1);
