@@ -5,6 +5,7 @@ import pytest
 
 from qapprox.approximators.off_policy import (bellman_error, expected_etd, expected_tdc, pbe, projection_matrix,
                                               semi_gradient_dp, state_distribution, ve)
+from qapprox.approximators.off_policy_td import off_policy_td
 from qapprox.envs import FiniteMDP, random_walk
 from qapprox.envs.baird import BAIRD_FEATURES as X
 from qapprox.envs.baird import BAIRD_W0, BEHAVIOUR_POLICY, TARGET_POLICY, baird
@@ -129,3 +130,23 @@ def test_expected_etd_emphasis_is_the_recursion_on_mu():
 def test_arguments_are_checked(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("method", ["semi-gradient-td", "tdc", "etd"])
+def test_one_expected_sweep_is_the_mean_of_one_sampled_step(method):
+    # S_0 ~ start = μ (uniform), so the mean first step of the sampled algorithm is the first expected sweep.
+    runs, alpha, beta = 200_000, 0.01, 0.05
+    sampled = off_policy_td(MDP, X, TARGET_POLICY, BEHAVIOUR_POLICY, method=method, steps=1, alpha=alpha,
+                            beta=beta if method == "tdc" else None, runs=runs, w0=BAIRD_W0, seed=3)
+    dw = sampled.w[1] - sampled.w[0]
+    if method == "semi-gradient-td":
+        expected = semi_gradient_dp(BAIRD_W0, X, MDP, TARGET_POLICY, alpha=alpha, sweeps=1, mu=MU)
+    elif method == "tdc":
+        expected, expected_v = expected_tdc(BAIRD_W0, X, MDP, TARGET_POLICY, MU, alpha=alpha, beta=beta, sweeps=1)
+        dv = sampled.v[1] - sampled.v[0]
+        assert np.all(np.abs(dv.mean(0) - expected_v[1]) < 4 * dv.std(0) / np.sqrt(runs) + 1e-15)
+    else:
+        expected = expected_etd(BAIRD_W0, X, MDP, TARGET_POLICY, MU, alpha=alpha, sweeps=1)
+    error = dw.std(axis=0) / np.sqrt(runs)
+    assert np.all(np.abs(dw.mean(axis=0) - (expected[1] - expected[0])) < 4 * error + 1e-15)
+    assert np.abs(expected[1] - expected[0]).max() > 10 * error.max()      # the test can tell them apart
