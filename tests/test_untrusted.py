@@ -430,7 +430,10 @@ def test_a_disk_turning_read_only_mid_run_is_one_line_and_exit_3(tmp_path):
         deadline = time.monotonic() + 60
         while not list(mount.glob("*/checkpoints/latest.ckpt")) and time.monotonic() < deadline:
             time.sleep(0.1)
-        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        # A read-only remount is refused (EBUSY) while a file on it is open for writing: retry between writes.
+        while subprocess.run(["mount", "-o", "remount,ro", str(mount)], capture_output=True).returncode != 0:
+            assert time.monotonic() < deadline + 30, "could not remount the tmpfs read-only"
+            time.sleep(0.01)
         _, err = process.communicate(timeout=120)
         assert process.returncode == 3 and err.count("\n") == 1 and "Traceback" not in err, err
         assert err.startswith("error: Read-only file system writing ") and "last good checkpoint is kept" in err
