@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "backprop-example": "backprop_example",
     "gd-paths": "gd_paths",
     "nn-regression": "nn_regression",
+    "baird": "baird",
     "train": "train_dqn",
     "evaluate": "evaluate",
     "plot": "plot_runs",
