@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
-import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable
@@ -165,7 +164,7 @@ def collect(sweep_dir: str | Path) -> list[dict]:
         raise FileNotFoundError(f"no sweep directory {sweep_dir}")
     runs = []
     for trial_file in sorted(sweep_dir.glob("*/trial.json")):
-        trial = json.loads(trial_file.read_text())
+        trial = read_json(trial_file)
         runs.append({"name": trial["name"], "config": config_name(trial["config"]), "env": trial["env"],
                      "seed": trial["seed"], "finished": (trial_file.parent / "done.json").exists(),
                      "attempts": len(read_json(trial_file.parent / "attempts.json", [])),

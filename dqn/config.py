@@ -249,6 +249,12 @@ def resolve(flags: dict[str, Any], preset_name: str | None = None, config_file: 
     return config, {**changed, **flags}
 
 
+def flag(name: str) -> str:
+    """A DQNConfig field as its command-line flag: learning_rate → --learning-rate (qapprox train's
+    parser defines them so, and a sweep's trials pass them so)."""
+    return "--" + name.replace("_", "-")
+
+
 def coerce(name: str, value: Any, annotation: str | type) -> Any:
     """`value` as the field's type, or a one-line ValueError. `annotation` is the field's annotation as the
     dataclass holds it ('tuple[int, ...]') or the type itself (tuple[int, ...], int).

@@ -37,8 +37,8 @@ class ClusterOptions:
     gpus_per_trial: str = "auto"  # a fraction, or auto: the trial's CPU share of the cluster's GPUs
     max_retries: int = 3  # retries of a trial whose worker died
 
-    def check(self, bench: bool = False) -> float | None:
-        """One-line ValueError for a bad option, before anything starts; returns gpus_per_trial (None: auto).
+    def check(self, bench: bool = False) -> None:
+        """One-line ValueError for a bad option, before anything starts.
         `bench`: the sweep will also time its trials sequentially against a local cluster."""
         from qapprox.approximators.limits import check_threads, cpu_count
         from qapprox.envs.validation import check_float, check_int
@@ -55,7 +55,7 @@ class ClusterOptions:
         if self.address is None and self.cpus_per_trial > local_cpus:
             raise ValueError(f"cpus_per_trial={self.cpus_per_trial:g} is more than the local cluster's {local_cpus} CPUs")
         check_int("max_retries", self.max_retries, 0, MAX_RETRIES)
-        return parse_gpus(self.gpus_per_trial)
+        parse_gpus(self.gpus_per_trial)  # its one-line error now; run() parses it for use
 
 
 def parse_gpus(text: str) -> float | None:

@@ -14,7 +14,7 @@ import sys
 from dataclasses import fields
 
 from qapprox.dqn.command_line import ArgumentParser, run, set_threads
-from qapprox.dqn.config import PRESETS, DQNConfig, coerce, resolve
+from qapprox.dqn.config import PRESETS, DQNConfig, coerce, flag, resolve
 from qapprox.envs.validation import check_int
 
 ALIASES = {"env_id": ["--env"]}
@@ -48,8 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = DQNConfig()
     group = parser.add_argument_group("config fields (dqn.config.DQNConfig)")
     for field in fields(DQNConfig):
-        flag = "--" + field.name.replace("_", "-")
-        names = [flag] + ALIASES.get(field.name, []) + ([f"--{field.name}"] if "_" in field.name else [])
+        names = [flag(field.name)] + ALIASES.get(field.name, []) + ([f"--{field.name}"] if "_" in field.name else [])
         default = getattr(defaults, field.name)
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else str(default).lower() if isinstance(default, bool) else default
         group.add_argument(*names, dest=field.name, default=None, metavar=field.type.upper().replace("TUPLE[INT, ...]", "INTS"),

@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from qapprox.dqn.config import flag
 from qapprox.dqn.ray_cluster import die_with_parent
 from qapprox.dqn.trial_files import config_name, read_json, write_json
 
@@ -55,11 +56,6 @@ class Trial:
     @property
     def directory(self) -> Path:
         return Path(self.sweep_dir) / self.name
-
-
-def flag(key: str) -> str:
-    """A DQNConfig field as the training run's flag: learning_rate → --learning-rate."""
-    return "--" + key.replace("_", "-")
 
 
 def train_command(trial: Trial, resume: Path | None) -> list[str]:
@@ -101,10 +97,11 @@ def run_trial(trial: Trial) -> dict:
 
     environment = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     environment.pop(KILL_TRIAL_VARIABLE, None)
+    command = train_command(trial, resume)
     with open(directory / "train.log", "a") as log:
-        log.write(f"\n=== attempt {len(attempts)}: {' '.join(train_command(trial, resume))}\n")
+        log.write(f"\n=== attempt {len(attempts)}: {' '.join(command)}\n")
         log.flush()
-        process = subprocess.Popen(train_command(trial, resume), cwd=directory, env=environment,
+        process = subprocess.Popen(command, cwd=directory, env=environment,
                                    stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         if trial.kill_after_checkpoint and len(attempts) == 1:
             while latest_checkpoint(directory) is None and process.poll() is None:

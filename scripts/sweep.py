@@ -21,6 +21,7 @@ from pathlib import Path
 from qapprox.approximators.limits import cpu_count
 from qapprox.dqn import analysis, sweep
 from qapprox.dqn.ray_cluster import MAX_RETRIES, ClusterOptions
+from qapprox.dqn.trial_files import write_json
 from qapprox.scripts._cli import ArgumentParser, check_output_path, finite_float, run
 
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep.make_sweep_dir(sweep_dir)
     if args.bench:
         result = sweep.benchmark(trials, args.num_cpus or cpu_count())
-        Path(args.bench_out).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(Path(args.bench_out), result)
         print(json.dumps(result, indent=2))
         return 0
     failures = sweep.run(sweep_dir, trials, cluster)
