@@ -191,10 +191,10 @@ def check_configs(env: str, configs: list[dict[str, str]], fixed: dict[str, str]
                   total_timesteps: int | None, seeds: typing.Sequence[int] = (0,)) -> None:
     """Build every configuration's DQNConfig as the training script will (dqn.config.resolve: the env's
     preset, then the flags) and validate it, so that a bad value is one line now rather than a failed
-    trial later. The seeds' range is DQNConfig's too: the smallest and the largest are validated."""
+    trial later. The seeds' range is DQNConfig's (envs.validation.check_seed): the smallest and the largest."""
     steps = {} if total_timesteps is None else {"total_timesteps": total_timesteps}
-    for seed in dict.fromkeys((min(seeds), max(seeds))):
-        resolve({"env_id": env, "seed": seed}, source="--seeds")
+    for seed in (min(seeds), max(seeds)):
+        check_seed("seed", seed)
     for config in configs:
         resolve({**fixed, **config, "env_id": env, **steps}, source="the sweep")
 
