@@ -56,11 +56,15 @@ def check_coverage(pi: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return pi, b
 
 
+def ratio_table(pi: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """ρ(s, a) = π(a|s) / b(a|s) for every state and action (0 where b(a|s) = 0, which covering makes π = 0 too)."""
+    pi, b = check_coverage(pi, b)
+    return np.divide(pi, b, out=np.zeros_like(pi), where=b > 0)
+
+
 def importance_ratio(pi: np.ndarray, b: np.ndarray, s: np.ndarray, a: np.ndarray) -> np.ndarray:
     """ρ = π(a|s) / b(a|s) for index arrays s, a (0 where π(a|s) = 0); b must cover π (check_coverage)."""
-    pi, b = check_coverage(pi, b)
-    p, q = pi[s, a], b[s, a]
-    return np.divide(p, q, out=np.zeros_like(p), where=q > 0)
+    return ratio_table(pi, b)[s, a]
 
 
 @dataclass(frozen=True)
@@ -75,13 +79,14 @@ class Transitions:
     rho: np.ndarray
 
 
-def sample_transitions(mdp: FiniteMDP, pi: np.ndarray, b: np.ndarray, s: np.ndarray,
+def sample_transitions(mdp: FiniteMDP, b: np.ndarray, rho: np.ndarray, s: np.ndarray,
                        rng: np.random.Generator) -> Transitions:
-    """From states S_t (one per run): A_t ~ b(·|S_t), (S_{t+1}, R_{t+1}) ~ p, and ρ_t = π(A_t|S_t)/b(A_t|S_t)."""
+    """From states S_t (one per run): A_t ~ b(·|S_t), (S_{t+1}, R_{t+1}) ~ p, and ρ_t = rho[S_t, A_t], rho the
+    table of ratio_table(π, b), built once per run of the stream."""
     s = np.asarray(s)
     a = mdp.sample_actions(b, s, rng)
     s_next, reward, terminated = mdp.step(s, a, rng)
-    return Transitions(s, a, reward, s_next, terminated, importance_ratio(pi, b, s, a))
+    return Transitions(s, a, reward, s_next, terminated, rho[s, a])
 
 
 def emphasis(M_prev: np.ndarray, rho_prev: np.ndarray, gamma: float, interest: float = 1.0) -> np.ndarray:
@@ -166,7 +171,8 @@ def off_policy_td(
     """
     check_choice("method", method, METHODS)
     X = check_features(features, mdp.n_states)
-    pi, b = check_coverage(mdp.check_policy(pi), mdp.check_policy(b))
+    b = mdp.check_policy(b)
+    rho = ratio_table(mdp.check_policy(pi), b)
     steps, runs = check_int("steps", steps, 1), check_int("runs", runs, 1)
     keep = check_choice("keep", keep, KEEPS)
     rng = np.random.default_rng(check_seed("seed", seed))
@@ -190,7 +196,7 @@ def off_policy_td(
     s = mdp.reset(runs, rng)
     with np.errstate(over="ignore", invalid="ignore"):
         for t in range(steps):
-            tr = sample_transitions(mdp, pi, b, s, rng)
+            tr = sample_transitions(mdp, b, rho, s, rng)
             x_next = np.where(tr.terminated[:, None], 0.0, X[tr.s_next])   # v̂(terminal) = 0
             learner.step(X[tr.s], tr.reward, x_next, tr.rho, tr.terminated)
             record(t + 1)

@@ -5,7 +5,7 @@ import pytest
 
 from qapprox.approximators.off_policy import expected_tdc, semi_gradient_dp
 from qapprox.approximators.off_policy_td import (
-    OffPolicyTD, emphasis, importance_ratio, off_policy_td, sample_transitions,
+    OffPolicyTD, emphasis, importance_ratio, off_policy_td, ratio_table, sample_transitions,
 )
 from qapprox.envs.baird import BAIRD_FEATURES, BAIRD_W0, BEHAVIOUR_POLICY, TARGET_POLICY, baird
 from qapprox.envs.finite import FiniteMDP
@@ -92,7 +92,7 @@ def test_sampled_update_agrees_with_the_expected_update(method):
     mdp, n, mu = baird(), 200_000, np.full(7, 1 / 7)
     alpha, beta = (0.01, None) if method == "semi-gradient-td" else (0.005, 0.05)
     rng = np.random.default_rng(7)
-    tr = sample_transitions(mdp, PI, B, rng.integers(0, 7, n), rng)
+    tr = sample_transitions(mdp, B, ratio_table(PI, B), rng.integers(0, 7, n), rng)
     learner = OffPolicyTD(np.tile(BAIRD_W0, (n, 1)), method=method, alpha=alpha, beta=beta, gamma=mdp.gamma)
     if method == "tdc":
         learner.v = np.tile(V0, (n, 1))
