@@ -152,12 +152,13 @@ def expected_tdc(w0: np.ndarray, X: np.ndarray, mdp: FiniteMDP, pi: np.ndarray, 
     beta = check_float("beta", beta, 0.0, low_open=True)
     d = X.shape[1]
     XD = X.T * mu
+    XDX, PX_T = XD @ X, (P_pi @ X).T  # XᵀDX and (P_π X)ᵀ: the same every sweep
     W = _start(w0, d, sweeps)
     V = _start(np.zeros(d) if v0 is None else v0, d, sweeps, "v0")
     for k in range(sweeps):
         delta_bar = _delta_bar(X @ W[k], P_pi, r_pi, mdp.gamma)
-        V[k + 1] = V[k] + beta * (XD @ delta_bar - XD @ X @ V[k])
-        W[k + 1] = W[k] + alpha * (XD @ delta_bar - mdp.gamma * (P_pi @ X).T @ (mu * (X @ V[k])))
+        V[k + 1] = V[k] + beta * (XD @ delta_bar - XDX @ V[k])
+        W[k + 1] = W[k] + alpha * (XD @ delta_bar - mdp.gamma * PX_T @ (mu * (X @ V[k])))
     return W, V
 
 
