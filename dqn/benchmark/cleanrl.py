@@ -14,6 +14,7 @@ with gymnasium 0.29 and stable-baselines3 2.x (the benchmark's `cleanrl_python`)
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -65,6 +66,7 @@ def check_python(python: str) -> str:
     return ""
 
 
+@functools.cache  # the interpreter's libraries do not change during a benchmark: ask it once
 def versions(python: str) -> dict[str, str]:
     done = subprocess.run([python, "-c", CHECK], capture_output=True, text=True, check=True)
     gymnasium_version, sb3_version, torch_version = done.stdout.split()

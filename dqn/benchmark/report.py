@@ -171,7 +171,7 @@ def markdown(results: dict[str, dict]) -> str:
                          f"{f['updates_per_env_step']:.3g} | {f['floor_sps']:,.0f} |")
     if runs:
         lines += ["", "## Targets (medians)", "", "| target | goal | measured | met |", "|---|---|---|---|"]
-        for t in targets(summarise(runs), floors):
+        for t in targets(summary, floors):
             measured = "n/a (qapprox did not solve)" if t["ratio"] is None else _number(t["ratio"], 2)
             if t.get("upper_bound"):
                 measured = f"< {measured} (SB3's median never solved: bounded by its full run)"
