@@ -36,7 +36,7 @@ from qapprox.dqn.console import StopOnSigint, make_progress_bar
 from qapprox.dqn.env_factory import check_vector_env, make_vector_env
 from qapprox.dqn.episodes import Episodes
 from qapprox.dqn.evaluation import EVAL_SEED_OFFSET, greedy_returns, reward_threshold, solved
-from qapprox.dqn.logging import RunLogger, make_run_dir
+from qapprox.dqn.logging import RunLogger, checkpoint_path, make_run_dir
 from qapprox.dqn.prioritized import PrioritizedReplayBuffer
 from qapprox.dqn.replay import ReplayBuffer
 from qapprox.dqn.schedules import dqn_schedules
@@ -150,7 +150,7 @@ class DQN:
             bar.close()
         self._log_training()
         if self.run_dir is not None:
-            self.save(self.run_dir / "checkpoints" / "latest.ckpt")
+            self.save(checkpoint_path(self.run_dir))
         if self.logger is not None and not self.interrupted:
             self.logger.hparams(self.config.to_dict(), self.final_metrics(), self.global_step)
             self.logger.flush()
@@ -188,7 +188,7 @@ class DQN:
         if config.eval_interval and crossed(before, step, config.eval_interval):
             self._evaluate_and_log()
         if config.checkpoint_interval and self.run_dir is not None and crossed(before, step, config.checkpoint_interval):
-            self.save(self.run_dir / "checkpoints" / "latest.ckpt")
+            self.save(checkpoint_path(self.run_dir))
 
     # ------------------------------------------------------------------ acting and evaluation
     @torch.inference_mode()
@@ -231,7 +231,7 @@ class DQN:
         if mean > self.best_eval_return:
             self.best_eval_return = mean
             if self.run_dir is not None:
-                self.save(self.run_dir / "checkpoints" / "best.ckpt", track=False)
+                self.save(checkpoint_path(self.run_dir, "best"), track=False)
 
     @property
     def recent_return(self) -> float:

@@ -33,6 +33,12 @@ TAGS = (
 
 SEPARATOR = "__"  # between the parts of a run directory's name
 RUN_DIR_GLOB = "*__*__*__*"  # a folder that may be a run directory (parse_run_dir decides)
+CHECKPOINTS = "checkpoints"  # a run directory's folder of checkpoints: latest.ckpt and best.ckpt
+
+
+def checkpoint_path(run_dir: str | Path, which: str = "latest") -> Path:
+    """run_dir/checkpoints/<which>.ckpt: "latest" (periodic and final) or "best" (best greedy evaluation)."""
+    return Path(run_dir) / CHECKPOINTS / f"{which}.ckpt"
 
 
 class RunDirName(typing.NamedTuple):

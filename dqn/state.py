@@ -22,6 +22,7 @@ import torch
 from qapprox.approximators.networks import q_network
 from qapprox.dqn.checkpoint import CheckpointError, load_checkpoint
 from qapprox.dqn.config import DQNConfig, replace
+from qapprox.dqn.logging import CHECKPOINTS
 from qapprox.dqn.prioritized import PrioritizedReplayBuffer
 from qapprox.dqn.replay import ReplayBuffer
 from qapprox.dqn.schema import CheckpointMeta, check_optimizer_state, check_tensors, check_torch_rng, parse_meta
@@ -128,7 +129,7 @@ def restore(cls: type[DQN], path: str | Path, device: str | None = None, env: st
 def default_run_dir(checkpoint: Path) -> Path:
     """Where a resumed run writes: the run directory of runs/<run>/checkpoints/x.ckpt, else the checkpoint's folder."""
     folder = checkpoint.resolve().parent
-    return folder.parent if folder.name == "checkpoints" else folder
+    return folder.parent if folder.name == CHECKPOINTS else folder
 
 
 def meta_network(config: DQNConfig, obs_shape: tuple[int, ...], n_actions: int) -> torch.nn.Module:

@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 from qapprox.dqn.config import flag
+from qapprox.dqn.logging import checkpoint_path
 from qapprox.dqn.ray_cluster import die_with_parent
 from qapprox.dqn.trial_files import config_name, read_json, write_json
 
 KILL_TRIAL_VARIABLE = "QAPPROX_SWEEP_KILL_TRIAL"
-CHECKPOINT = "checkpoints/latest.ckpt"  # where a run keeps its newest checkpoint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +71,7 @@ def train_command(trial: Trial, resume: Path | None) -> list[str]:
 
 def latest_checkpoint(trial_dir: Path) -> Path | None:
     """The newest checkpoint of this trial's runs (a run's latest.ckpt, not its best.ckpt), or None."""
-    return max(trial_dir.glob(f"*/{CHECKPOINT}"), key=lambda p: p.stat().st_mtime, default=None)
+    return max(trial_dir.glob(str(checkpoint_path("*"))), key=lambda p: p.stat().st_mtime, default=None)
 
 
 class TrialInterrupted(RuntimeError):

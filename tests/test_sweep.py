@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from qapprox.dqn import analysis, ray_cluster, sweep
-from qapprox.dqn.logging import run_dirs
-from qapprox.dqn.trial import CHECKPOINT, KILL_TRIAL_VARIABLE, train_command
+from qapprox.dqn.logging import checkpoint_path, run_dirs
+from qapprox.dqn.trial import KILL_TRIAL_VARIABLE, train_command
 from qapprox.dqn.trial_files import config_name
 from qapprox.scripts import sweep as sweep_script
 from qapprox.scripts._cli import run
@@ -286,7 +286,7 @@ def test_sweep_makes_four_runs_and_a_report_matching_their_event_files(ray_sweep
     finals = {}
     for trial in trials:
         [run_dir] = run_dirs(sweep_dir / trial)
-        assert (sweep_dir / trial / "done.json").exists() and (run_dir / CHECKPOINT).exists()
+        assert (sweep_dir / trial / "done.json").exists() and checkpoint_path(run_dir).exists()
         steps, values = eval_curve(run_dir)
         assert steps == [100, 200, 300]
         solved = [s for s, v in zip(steps, values) if v >= 15]
@@ -307,7 +307,7 @@ def test_a_killed_trial_is_retried_from_its_checkpoint_and_finishes(ray_sweep):
     trial_dir = sweep_dir / KILLED
     [run_dir] = run_dirs(trial_dir)
     first, second = json.loads((trial_dir / "attempts.json").read_text())
-    assert first["resume"] is None and second["resume"] == str(run_dir / CHECKPOINT)
+    assert first["resume"] is None and second["resume"] == str(checkpoint_path(run_dir))
     assert json.loads((trial_dir / "done.json").read_text())["attempts"] == 2
     assert {r["trial"]: r["attempts"] for r in read_csv(sweep_dir / "runs.csv")}[KILLED] == "2"
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 2  # the killed attempt's and the resumed one's
