@@ -267,15 +267,15 @@ class DQN:
         epsilon = self.epsilon_schedule(step)
         if step == self._last_log[0]:
             return
+        try:
+            stats = self.algorithm.pop_stats()  # before _last_log moves: a divergence names its window
+        except DivergenceError as exc:
+            raise self._diverged(exc) from None
         sps = (step - self._last_log[0]) / max(now - self._last_log[1], 1e-9)
         self._last_log = (step, now)
         values = {"charts/epsilon": epsilon, "charts/SPS": sps}
-        try:
-            stats = self.algorithm.pop_stats()
-        except DivergenceError as exc:
-            raise self._diverged(exc) from None
         if stats is not None:
-            values.update(zip(("losses/td_loss", "losses/q_values", "losses/grad_norm"), stats))
+            values.update(zip(("losses/td_loss", "losses/q_values", "losses/grad_norm", "losses/q_max_abs"), stats))
         if self.logger is not None:
             self.logger.scalars(values, step)
         if bar is not None:
@@ -283,8 +283,12 @@ class DQN:
             bar.set_postfix(ret=f"{self.recent_return:.1f}", epsilon=f"{epsilon:.3f}", sps=f"{sps:.0f}", refresh=False)
 
     def _diverged(self, error: DivergenceError) -> DivergenceError:
-        """The algorithm's divergence, with where the loop stands: the step and the last good checkpoint."""
+        """The algorithm's divergence, with where the loop stands: the step and the last good checkpoint.
+        The run's TensorBoard log gets charts/diverged = 1 at this step (what dqn.analysis reads back)."""
         kept = f"last good checkpoint: {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint was written"
+        if self.logger is not None:
+            self.logger.scalars({"charts/diverged": 1.0}, self.global_step)
+            self.logger.flush()
         return DivergenceError(f"training diverged at step {self.global_step}: {error} "
                                f"(in the updates after step {self._last_log[0]}); {kept}")
 

@@ -74,6 +74,7 @@ class DQNAlgorithm:
         self.optimizer = self._make_optimizer()
         self.updates = 0  # gradient steps taken by train()
         self._stats = torch.zeros(3, device=device)  # Σ loss, Σ mean q̂, Σ ‖∇‖ since the last pop_stats()
+        self._q_max_abs = torch.zeros((), device=device)  # max |q̂(S_i, a, w)| over those updates' minibatches
         self._stats_count = 0
 
     # ------------------------------------------------------------------ acting
@@ -108,7 +109,7 @@ class DQNAlgorithm:
 
     def update(self, batch: Batch, y: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """One gradient step on a minibatch towards targets y (default `targets(batch)`), as the module doc.
-        Returns (L, |δ|, mean q̂(S, A, w), ‖∇L‖₂), all on the device."""
+        Returns (L, |δ|, mean q̂(S, A, w), ‖∇L‖₂, max_{i,a} |q̂(S_i, a, w)|), all on the device."""
         y = self.targets(batch) if y is None else y
         q = self.online.forward(batch.obs)  # q̂(S, ·, w), kept for the backward pass
         actions = batch.actions.unsqueeze(1)
@@ -123,7 +124,7 @@ class DQNAlgorithm:
             self.w.grad.mul_(torch.clamp(self.config.max_grad_norm / (grad_norm + GRADIENT_CLIP_GUARD), max=1.0))
         self.optimizer.step()  # w ← w − α ∇L(w), or Adam's step
         loss = (weights * losses).sum() if self.config.prioritized else losses.mean()
-        return loss, delta.abs(), q_taken.mean(), grad_norm
+        return loss, delta.abs(), q_taken.mean(), grad_norm, q.detach().abs().max()
 
     def td_loss(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ℓ(δ) and ℓ'(δ) per sample: "mse" ½ δ² and δ; "huber" ½ δ² and δ for |δ| ≤ 1, |δ| − ½ and sign δ
@@ -162,31 +163,34 @@ class DQNAlgorithm:
             minibatches = batch.split(size)
             ys = [None] * len(minibatches) if config.double_q else self.targets(batch).split(size)
             for minibatch, y in zip(minibatches, ys):
-                loss, td_abs, q_mean, grad_norm = self._update_step(minibatch, y)
+                loss, td_abs, q_mean, grad_norm, q_max_abs = self._update_step(minibatch, y)
                 if config.prioritized:  # the sum-tree lives on the host: this syncs anyway, so check δ here
                     td_abs = td_abs.cpu()
                     if not torch.isfinite(td_abs).all():
                         self.check_finite(math.nan, q_mean.item(), grad_norm.item())
                     replay.update_priorities(minibatch.indices, td_abs)
                 self._stats += torch.stack((loss, q_mean, grad_norm))  # on the device: no synchronisation here
+                torch.maximum(self._q_max_abs, q_max_abs, out=self._q_max_abs)
                 self._stats_count += 1
                 self.updates += 1
 
-    def pop_stats(self) -> tuple[float, float, float] | None:
-        """Means of (L, q̂(S, A, w), ‖∇L‖) over the updates since the last call, None if there were none: the
-        one read of the device that training needs. Non-finite means are a DivergenceError."""
+    def pop_stats(self) -> tuple[float, float, float, float] | None:
+        """Means of (L, q̂(S, A, w), ‖∇L‖) over the updates since the last call, and the largest |q̂(S_i, a, w)|
+        of their minibatches; None if there were none. The one read of the device that training needs.
+        Non-finite values are a DivergenceError."""
         if not self._stats_count:
             return None
-        loss, q_mean, grad_norm = (self._stats / self._stats_count).tolist()
-        self.check_finite(loss, q_mean, grad_norm)
+        loss, q_mean, grad_norm, q_max_abs = torch.cat((self._stats / self._stats_count, self._q_max_abs[None])).tolist()
+        self.check_finite(loss, q_mean, grad_norm, q_max_abs)
         self._stats.zero_()
+        self._q_max_abs.zero_()
         self._stats_count = 0
-        return loss, q_mean, grad_norm
+        return loss, q_mean, grad_norm, q_max_abs
 
-    def check_finite(self, loss: float, q_mean: float, grad_norm: float) -> None:
+    def check_finite(self, loss: float, q_mean: float, grad_norm: float, q_max_abs: float = 0.0) -> None:
         """Divergence guard: DivergenceError naming what is non-finite — these values or any of w."""
-        bad = [name for name, value in (("loss", loss), ("Q-value", q_mean), ("gradient norm", grad_norm))
-               if not math.isfinite(value)]
+        values = (("loss", loss), ("Q-value", q_mean), ("gradient norm", grad_norm), ("largest |Q-value|", q_max_abs))
+        bad = [name for name, value in values if not math.isfinite(value)]
         if not torch.isfinite(self.w).all():
             bad.append("parameter")
         if bad:

@@ -4,6 +4,8 @@ Tags (step = environment steps, global_step):
     charts/episodic_return, charts/episodic_length   per finished episode
     charts/epsilon, charts/SPS                        every log_interval steps
     losses/td_loss, losses/q_values, losses/grad_norm means over the updates since the last log
+    losses/q_max_abs                  the largest |q̂(S_i, a, w)| of those updates' minibatches
+    charts/diverged                   1 at the step where the divergence guard stopped the run
     eval/mean_return, eval/std_return                 greedy evaluation every eval_interval steps
     overestimation/q_taken          mean over a finished episode of q̂(S_t, A_t, w) at collection time
     overestimation/observed_return  mean of the discounted return G_t actually observed from S_t
@@ -24,10 +26,10 @@ import numpy as np
 
 from qapprox.envs.validation import check_name, shown
 
-TAGS = (
+TAGS = (  # what every run logs (charts/diverged only a run that diverged)
     "charts/episodic_return", "charts/episodic_length", "charts/epsilon", "charts/SPS",
-    "losses/td_loss", "losses/q_values", "losses/grad_norm", "eval/mean_return", "eval/std_return",
-    "overestimation/q_taken", "overestimation/observed_return", "overestimation/gap",
+    "losses/td_loss", "losses/q_values", "losses/grad_norm", "losses/q_max_abs", "eval/mean_return",
+    "eval/std_return", "overestimation/q_taken", "overestimation/observed_return", "overestimation/gap",
 )
 
 

@@ -46,8 +46,9 @@ def test_double_dqn_target_online_argmax_target_evaluation(double_q, y):
     with torch.no_grad():
         agent.q.weight.copy_(torch.tensor([[0.5, 1.0, 0.0, 0.0], [0.0, 2.0, 0.0, 0.0]]))
         agent.q_target.weight.copy_(torch.tensor([[0.0, 5.0, 0.0, 0.0], [0.0, 3.0, 0.0, 0.0]]))
-    loss, td_abs, q_mean, _ = agent.algorithm.update(one_transition(s=0, a=0, r=1.0, s_next=1, discount=0.9))
+    loss, td_abs, q_mean, _, q_max_abs = agent.algorithm.update(one_transition(s=0, a=0, r=1.0, s_next=1, discount=0.9))
     delta = y - 0.5
+    assert q_max_abs.item() == 0.5  # max(|q̂(0, 0)|, |q̂(0, 1)|) = max(0.5, 0) before the step
     assert td_abs.item() == pytest.approx(delta)
     assert loss.item() == pytest.approx(0.5 * delta**2)  # mse is ½ δ²
     assert q_mean.item() == pytest.approx(0.5)
@@ -58,7 +59,7 @@ def test_double_dqn_target_online_argmax_target_evaluation(double_q, y):
 
 def test_huber_loss_clips_the_td_error_in_the_gradient():
     agent = linear_agent("qapprox/Quiz9-v0", loss="huber", learning_rate=0.1, double_q=False)
-    loss, td_abs, _, _ = agent.algorithm.update(one_transition(s=2, a=1, r=10.0, s_next=3, discount=0.0))
+    loss, td_abs, *_ = agent.algorithm.update(one_transition(s=2, a=1, r=10.0, s_next=3, discount=0.0))
     assert td_abs.item() == 10.0 and loss.item() == pytest.approx(10.0 - 0.5)  # |δ| − ½ beyond 1
     assert agent.q.weight[1, 2].item() == pytest.approx(0.1 * 1.0)  # α · clip(δ) = 0.1
 
@@ -100,7 +101,7 @@ def test_no_bootstrap_after_termination_bootstrap_after_truncation(terminate):
     with torch.no_grad():
         agent.q.weight.copy_(torch.tensor([[1.0], [2.0]]))
         agent.q_target.weight.copy_(torch.tensor([[1.0], [2.0]]))
-    _, td_abs, _, _ = agent.algorithm.update(batch)
+    _, td_abs, *_ = agent.algorithm.update(batch)
     final = (s == 1).numpy()
     q_taken = np.where(batch.actions.numpy() == 0, 1.0, 2.0)[final]
     y = 1.0 + (0.0 if terminate else gamma * 4.0)

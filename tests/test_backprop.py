@@ -547,7 +547,10 @@ def test_dqn_update_matches_plain_autograd_and_adam(changes):
     if config.max_grad_norm:
         assert norm > config.max_grad_norm  # the clip is active
 
-    got_loss, got_td_abs, got_q_mean, got_norm = agent.algorithm.update(batch)
+    with torch.no_grad():
+        q_max_abs = agent.q(batch.obs).abs().max()  # over every action of every S_i, before the step
+    got_loss, got_td_abs, got_q_mean, got_norm, got_q_max_abs = agent.algorithm.update(batch)
+    assert got_q_max_abs.item() == q_max_abs.item()
     torch.testing.assert_close(got_loss.reshape(()), loss, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(got_td_abs, delta.abs(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(got_q_mean.reshape(()), q_mean, rtol=1e-5, atol=1e-6)
@@ -569,7 +572,7 @@ def test_dqn_prioritized_loss_is_the_weighted_mean():
     weights = torch.tensor([1.0, 0.0, 0.5, 0.0, 0.25, 0.0, 1.0, 0.0])
     batch = make_batch(seed=3, weights=weights)
     agent = DQN(config)
-    loss, td_abs, _, _ = agent.algorithm.update(batch)
+    loss, td_abs, *_ = agent.algorithm.update(batch)
     expected = (weights * 0.5 * td_abs**2).mean()
     torch.testing.assert_close(loss.reshape(()), expected, rtol=1e-5, atol=1e-6)
     uniform = (0.5 * td_abs**2).mean()
