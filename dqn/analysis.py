@@ -33,7 +33,12 @@ from qapprox.envs.validation import check_int
 
 RETURN_TAG = "eval/mean_return"  # greedy evaluation return, logged by the training loop
 TRAINING_RETURN_TAG = "charts/episodic_return"
-METRICS = ("final_return", "steps_to_solve", "seconds_to_solve")
+Q_MAX_TAG = "losses/q_max_abs"  # the largest |q̂(S_i, a, w)| of the minibatches between two logs
+GAP_TAG = "overestimation/gap"  # per episode: mean q̂(S_t, A_t, w) − mean observed G_t
+DIVERGED_TAG = "charts/diverged"  # logged once, at the step where the divergence guard stopped the run
+FINAL_FRACTION = 0.1  # the final overestimation gap: the episodes that ended in the last 10 % of the steps
+METRICS = ("final_return", "steps_to_solve", "seconds_to_solve", "q_max_abs", "final_gap")
+DIGITS = {"steps_to_solve": 0, "final_gap": 2}  # decimals in report.md; 1 for the others
 
 
 # ---------------------------------------------------------------- statistics over seeds
@@ -149,24 +154,37 @@ def trial_run(trial_dir: Path) -> Run | None:
 
 
 def run_summary(run: Run | None, threshold: float | None) -> dict[str, float]:
-    """Final greedy return, and the first step (and training seconds) where the run was solved."""
-    steps, values, seconds = run.curve(RETURN_TAG) if run else (np.array([]),) * 3
+    """Final greedy return; the first step (and training seconds) where the run was solved; the largest
+    |q̂| seen in training; the final overestimation gap (the mean over the episodes that ended in the last
+    FINAL_FRACTION of the run's steps); the step where it diverged. nan for what the run did not log."""
+    empty = (np.array([]),) * 3
+    steps, values, seconds = run.curve(RETURN_TAG) if run else empty
     solved = first_solved(values, threshold)
+    q_max = run.curve(Q_MAX_TAG)[1] if run else empty[0]
+    gap_steps, gaps, _ = run.curve(GAP_TAG) if run else empty
+    final = gap_steps >= (1 - FINAL_FRACTION) * gap_steps[-1] if gap_steps.size else gap_steps.astype(bool)
+    diverged = run.curve(DIVERGED_TAG)[0] if run else empty[0]
     return {"final_return": float(values[-1]) if values.size else math.nan,
             "steps_to_solve": float(steps[solved]) if solved is not None else math.nan,
-            "seconds_to_solve": float(seconds[solved]) if solved is not None else math.nan}
+            "seconds_to_solve": float(seconds[solved]) if solved is not None else math.nan,
+            "q_max_abs": float(q_max.max()) if q_max.size else math.nan,
+            "final_gap": float(gaps[final].mean()) if final.any() else math.nan,
+            "diverged_step": float(diverged[0]) if diverged.size else math.nan}
 
 
 def collect(sweep_dir: str | Path) -> list[dict]:
-    """Every trial of a sweep: config name, seed, finished flag, attempts and run (None before its first event)."""
+    """Every trial of a sweep: config name, seed, finished flag, its outcome (dqn.trial: finished or diverged;
+    running before done.json), attempts and run (None before its first event)."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"no sweep directory {sweep_dir}")
     runs = []
     for trial_file in sorted(sweep_dir.glob("*/trial.json")):
         trial = read_json(trial_file)
+        done = read_json(trial_file.parent / "done.json")
         runs.append({"name": trial["name"], "config": config_name(trial["config"]), "env": trial["env"],
-                     "seed": trial["seed"], "finished": (trial_file.parent / "done.json").exists(),
+                     "seed": trial["seed"], "finished": done is not None,
+                     "outcome": "running" if done is None else done.get("outcome", "finished"),
                      "attempts": len(read_json(trial_file.parent / "attempts.json", [])),
                      "run": trial_run(trial_file.parent)})
     if not runs:
@@ -177,11 +195,12 @@ def collect(sweep_dir: str | Path) -> list[dict]:
 def aggregate(runs: list[dict], threshold: float | None) -> tuple[list[dict], list[dict]]:
     """Per-run rows and per-configuration rows (finished runs only) of the report."""
     run_rows = [{"trial": r["name"], "config": r["config"], "seed": r["seed"], "finished": r["finished"],
-                 "attempts": r["attempts"], **run_summary(r["run"], threshold)} for r in runs]
+                 "outcome": r["outcome"], "attempts": r["attempts"], **run_summary(r["run"], threshold)} for r in runs]
     config_rows = []
     for config in dict.fromkeys(r["config"] for r in run_rows):
         rows = [r for r in run_rows if r["config"] == config and r["finished"]]
-        row = {"config": config, "seeds": len(rows), "solved": sum(not math.isnan(r["steps_to_solve"]) for r in rows)}
+        row = {"config": config, "seeds": len(rows), "solved": sum(not math.isnan(r["steps_to_solve"]) for r in rows),
+               "diverged": sum(r["outcome"] == "diverged" for r in rows)}
         for metric in METRICS:
             row |= {f"{metric}_{k}": v for k, v in statistics([r[metric] for r in rows]).items() if k != "n"}
         config_rows.append(row)
@@ -257,7 +276,7 @@ def _cell(row: dict, metric: str) -> str:
     mean, low, high, iqm = (row[f"{metric}_{k}"] for k in ("mean", "low", "high", "iqm"))
     if math.isnan(mean):
         return "—"
-    digits = 1 if metric != "steps_to_solve" else 0
+    digits = DIGITS.get(metric, 1)
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}] ({iqm:.{digits}f})"
 
 
@@ -265,11 +284,15 @@ def markdown(config_rows: list[dict], threshold: float | None) -> str:
     """The per-configuration table: mean [bootstrap 95 % interval] (IQM) of each metric."""
     solve = f"≥ {threshold:g}" if threshold is not None else "≥ a threshold (none known: --solve-threshold)"
     lines = [f"Mean [bootstrap 95 % interval] (interquartile mean) over seeds. Solved: greedy "
-             f"evaluation return {solve}; steps and seconds to solve are over the solved seeds.", "",
-             "| configuration | seeds | solved | final greedy return | steps to solve | seconds to solve |",
-             "|---|---:|---:|---|---|---|"]
-    lines += [f"| {r['config']} | {r['seeds']} | {r['solved']} | " + " | ".join(_cell(r, m) for m in METRICS)
-              + " |" for r in config_rows]
+             f"evaluation return {solve}; steps and seconds to solve are over the solved seeds. Largest "
+             f"|q̂|: the largest |q̂(S_i, a, w)| of any training minibatch. Final gap: mean q̂(S_t, A_t, w) − G_t "
+             f"over the episodes of the last {FINAL_FRACTION:.0%} of the steps (> 0: overestimation). Diverged: "
+             "stopped by the divergence guard (non-finite values); their other metrics are up to that step.", "",
+             "| configuration | seeds | solved | diverged | final greedy return | steps to solve | seconds to solve "
+             "| largest \\|q̂\\| | final gap |",
+             "|---|---:|---:|---:|---|---|---|---|---|"]
+    lines += [f"| {r['config']} | {r['seeds']} | {r['solved']} | {r['diverged']} | "
+              + " | ".join(_cell(r, m) for m in METRICS) + " |" for r in config_rows]
     return "\n".join(lines) + "\n"
 
 

@@ -1,7 +1,7 @@
 """What a command line run from the library shares with the scripts: one-line errors and exit codes.
 
     if __name__ == "__main__":
-        run(main)          # main() returns 0 done, 1 diverged, 130 stopped by Ctrl-C
+        run(main)          # main() returns 0 done, EXIT_DIVERGED (4) diverged, 130 stopped by Ctrl-C
 
 Exit status: bad input (a ValueError, a missing file, an allocation too large) is `error: …` on stderr and 2;
 a full or read-only disk is one line and EXIT_DISK (3). qapprox.scripts._cli re-exports these for the scripts.
@@ -19,6 +19,9 @@ from qapprox.approximators.limits import check_threads
 
 # Exit status when the disk is full or read-only: the run stops, the last good checkpoint stays.
 EXIT_DISK = 3
+# Exit status when the divergence guard stopped training (non-finite values): an outcome of the run, told
+# apart from a crash (a Python traceback exits 1), so that a sweep reports it as a result.
+EXIT_DIVERGED = 4
 DISK_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO)
 
 

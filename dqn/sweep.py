@@ -241,23 +241,31 @@ def prepare(sweep: Sweep, cluster: ClusterOptions, bench: bool = False) -> tuple
     """Check everything a sweep is made of before anything starts — Ray is neither started nor imported,
     nothing is allocated or written — and return (sweep directory, trials). A bad value is a one-line
     ValueError. With `bench` the trials go to a new bench-<pid> folder inside the sweep directory."""
-    ray_cluster.check_ray_installed()
-    cluster.check(bench)
     fields = config_fields()
     fixed = parse_assignments(list(sweep.fixed), fields)
     if any(len(values) != 1 for values in fixed.values()):
         raise ValueError(f"--set takes one value per key: {' '.join(sweep.fixed)}")
     grid = parse_assignments(list(sweep.grid), fields)
-    seeds = parse_seeds(sweep.seeds)
     configs = configurations(grid, parse_search(list(sweep.search), fields), sweep.random, sweep.search_seed)
-    fixed_values = {key: values[0] for key, values in fixed.items()}
-    check_env(sweep.env)
-    check_configs(sweep.env, configs, fixed_values, sweep.total_timesteps, seeds)
     sweep_dir = Path(sweep.sweep_dir or Path("runs", "sweeps", sweep.env.replace("/", "-")))
     if bench:
         sweep_dir = sweep_dir / f"bench-{os.getpid()}"
-    trials = make_trials(sweep_dir, sweep.env, seeds, configs, fixed_values, sweep.total_timesteps, device="cpu")
-    return sweep_dir, trials
+    fixed_values = {key: values[0] for key, values in fixed.items()}
+    return sweep_dir, prepare_trials(sweep_dir, sweep.env, sweep.seeds, configs, fixed_values, sweep.total_timesteps,
+                                     cluster, bench)
+
+
+def prepare_trials(sweep_dir: Path, env: str, seeds: str, configs: list[dict[str, str]], fixed: dict[str, str],
+                   total_timesteps: int | None, cluster: ClusterOptions, bench: bool = False) -> list[Trial]:
+    """The trials of configurations (canonical values, as configurations() makes them) × seeds in
+    sweep_dir, after every check of prepare() that does not depend on how the configurations were chosen:
+    Ray installed, the cluster's options, the seeds, the env and each configuration's DQNConfig."""
+    ray_cluster.check_ray_installed()
+    cluster.check(bench)
+    seed_list = parse_seeds(seeds)
+    check_env(env)
+    check_configs(env, configs, fixed, total_timesteps, seed_list)
+    return make_trials(sweep_dir, env, seed_list, configs, fixed, total_timesteps, device="cpu")
 
 
 # ---------------------------------------------------------------- the driver
@@ -272,8 +280,9 @@ def run_on_ray(ray, trials: list[Trial], cpus_per_trial: float, gpus: float, max
         trial = futures.pop(ready)
         try:
             done = ray.get(ready)
+            diverged = f"; {done['message']}" if done.get("outcome") == "diverged" else ""
             print(f"[{len(trials) - len(futures)}/{len(trials)}] {trial.name}: "
-                  f"{done['seconds']:.1f} s, {done['attempts']} attempt(s)", flush=True)
+                  f"{done['seconds']:.1f} s, {done['attempts']} attempt(s){diverged}", flush=True)
         except (ray.exceptions.RayError, TrialFailed, TrialInterrupted) as error:
             cause = getattr(error, "cause", None) or error  # a RayTaskError wraps the trial's exception
             failures.append(str(cause).strip().splitlines()[-1])

@@ -3,7 +3,7 @@
     python -m qapprox.dqn.train_cli --env CartPole-v1 --seed 3 --logdir runs --no-progress
 
 main(argv) builds the DQNConfig (dqn.config.resolve: defaults < preset < --config FILE < flags), or resumes a
-checkpoint (DQN.load), learns, and returns the exit status: 0 done, 1 diverged, 130 stopped by Ctrl-C. Run
+checkpoint (DQN.load), learns, and returns the exit status: 0 done, 4 diverged, 130 stopped by Ctrl-C. Run
 as a program, bad input is one line and 2, a full or read-only disk one line and 3 (dqn.command_line.run).
 """
 
@@ -13,7 +13,7 @@ import argparse
 import sys
 from dataclasses import fields
 
-from qapprox.dqn.command_line import ArgumentParser, run, set_threads
+from qapprox.dqn.command_line import EXIT_DIVERGED, ArgumentParser, run, set_threads
 from qapprox.dqn.config import PRESETS, DQNConfig, coerce, flag, resolve
 from qapprox.envs.validation import check_int
 
@@ -30,7 +30,7 @@ HELP = """Train DQN: `qapprox train` solves CartPole-v1 with the default preset.
 Every field of dqn.config.DQNConfig is a flag (--learning-rate 1e-3, --double-q false, --hidden 128,128).
 Precedence: defaults < preset (--preset, or the env id's own preset) < --config FILE < flags.
 Writes TensorBoard logs and checkpoints (checkpoints/latest.ckpt, best.ckpt) under the run dir.
-Exit status: 0 done, 1 diverged, 2 bad input, 3 disk full or read-only, 130 stopped by Ctrl-C (a checkpoint is saved).
+Exit status: 0 done, 4 diverged, 2 bad input, 3 disk full or read-only, 130 stopped by Ctrl-C (a checkpoint is saved).
 """
 
 
@@ -74,7 +74,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[DQNConfig, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train (or resume) one run from flags; 0 done, 1 diverged, 130 stopped by Ctrl-C (bad input and a full
+    """Train (or resume) one run from flags; 0 done, 4 diverged, 130 stopped by Ctrl-C (bad input and a full
     disk are exceptions that run() turns into 2 and 3)."""
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         agent.learn(progress_bar=not args.no_progress)
     except DivergenceError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_DIVERGED
     finally:
         agent.close()
     print(f"steps {agent.global_step:,}  episodes {agent.episodes:,}  updates {agent.updates:,}  "

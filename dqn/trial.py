@@ -6,7 +6,9 @@ one torch thread in the trial's directory (so that nothing but the installed qap
     trial.json     what the trial is (env, seed, configuration, flags)
     attempts.json  one entry per start: when, and the checkpoint it resumed from
     train.log      the training run's stdout and stderr, all attempts appended
-    done.json      written last, atomically, when the run finished: the trial is then skipped
+    done.json      written last, atomically, when the run finished: the trial is then skipped. Its
+                   "outcome" is "finished", or "diverged" when the divergence guard stopped training
+                   (exit EXIT_DIVERGED): a result of the trial like any other, not a failure
     <env>__<name>__<seed>__<time>/   the run's TensorBoard events and checkpoints/
 
 Test hook: with QAPPROX_SWEEP_KILL_TRIAL=<trial name> in the driver's environment, the first attempt of
@@ -24,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+from qapprox.dqn.command_line import EXIT_DIVERGED
 from qapprox.dqn.config import flag
 from qapprox.dqn.logging import checkpoint_path
 from qapprox.dqn.ray_cluster import die_with_parent
@@ -111,11 +114,14 @@ def run_trial(trial: Trial) -> dict:
         returncode = process.wait()
     if returncode < 0:
         raise TrialInterrupted(f"trial {trial.name} was killed by signal {-returncode}")
-    if returncode != 0:
-        last = (directory / "train.log").read_text().strip().splitlines()[-1:] or [""]
-        raise TrialFailed(f"trial {trial.name} exited with status {returncode}: {last[0]}")
+    last = ((directory / "train.log").read_text().strip().splitlines() or [""])[-1]
+    if returncode not in (0, EXIT_DIVERGED):
+        raise TrialFailed(f"trial {trial.name} exited with status {returncode}: {last}")
     done = {"name": trial.name, "finished": time.time(), "attempts": len(attempts),
-            "seconds": time.time() - attempts[-1]["started"]}  # of the attempt that finished
+            "seconds": time.time() - attempts[-1]["started"],  # of the attempt that finished
+            "outcome": "diverged" if returncode == EXIT_DIVERGED else "finished"}
+    if returncode == EXIT_DIVERGED:
+        done["message"] = last.removeprefix("error: ")
     write_json(directory / "done.json", done)
     return done
 

@@ -40,6 +40,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="a DQNConfig field fixed for every trial (not part of trial names)")
     parser.add_argument("--total-timesteps", type=int, default=None, help="environment steps per trial")
     parser.add_argument("--sweep-dir", default=None, help="default runs/sweeps/<env>; reuse it to resume")
+    add_cluster_arguments(parser)
+    parser.add_argument("--solve-threshold", type=finite_float, default=None,
+                        help="greedy return that counts as solved (default: the env's reward_threshold, 475 for CartPole-v1)")
+    parser.add_argument("--report", metavar="SWEEP_DIR", default=None,
+                        help="only aggregate an existing sweep directory (no Ray needed)")
+    parser.add_argument("--bench", action="store_true",
+                        help="time the seeds sequentially vs on the local Ray cluster; write --bench-out")
+    parser.add_argument("--bench-out", default="benchmarks/sweep.json")
+    return parser.parse_args(argv)
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of where and how trials run (ClusterOptions), shared with `qapprox triad`."""
     parser.add_argument("--address", default=None,
                         help="join a Ray cluster: auto or HOST:PORT (default: start a local one, on 127.0.0.1 only)")
     parser.add_argument("--num-cpus", type=int, default=None,
@@ -51,14 +64,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="GPU fraction per trial; auto: the trial's CPU share of the cluster's GPUs")
     parser.add_argument("--max-retries", type=int, default=3,
                         help=f"retries of a trial whose worker died, 0 to {MAX_RETRIES} (default 3)")
-    parser.add_argument("--solve-threshold", type=finite_float, default=None,
-                        help="greedy return that counts as solved (default: the env's reward_threshold, 475 for CartPole-v1)")
-    parser.add_argument("--report", metavar="SWEEP_DIR", default=None,
-                        help="only aggregate an existing sweep directory (no Ray needed)")
-    parser.add_argument("--bench", action="store_true",
-                        help="time the seeds sequentially vs on the local Ray cluster; write --bench-out")
-    parser.add_argument("--bench-out", default="benchmarks/sweep.json")
-    return parser.parse_args(argv)
+
+
+def cluster_options(args: argparse.Namespace) -> ClusterOptions:
+    return ClusterOptions(args.address, args.num_cpus, args.dashboard, args.cpus_per_trial, args.gpus_per_trial,
+                          args.max_retries)
 
 
 def print_report(sweep_dir: str | Path, threshold: float | None) -> None:
@@ -74,8 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     spec = sweep.Sweep(args.env, args.seeds, args.grid, args.search, args.random, args.search_seed, args.set,
                        args.total_timesteps, args.sweep_dir)
-    cluster = ClusterOptions(args.address, args.num_cpus, args.dashboard, args.cpus_per_trial, args.gpus_per_trial,
-                             args.max_retries)
+    cluster = cluster_options(args)
     if args.bench:
         check_output_path("--bench-out", args.bench_out)
     sweep_dir, trials = sweep.prepare(spec, cluster, bench=args.bench)  # checks only: no Ray yet

@@ -135,10 +135,11 @@ def test_bootstrap_interval_and_iqm_by_hand():
     assert analysis.interquartile_mean(np.array([1.0, 2.0, 9.0])) == 4.0  # n < 4: nothing dropped
 
 
-def write_run(trial_dir, attempts, monkeypatch, config, seed, finished=True):
+def write_run(trial_dir, attempts, monkeypatch, config, seed, finished=True, scalars=None, outcome=None):
     """A trial directory as the sweep leaves it: one run directory, one event file per attempt.
 
-    attempts: [(start wall time, resumed from step or None, [(step, greedy return, wall time), ...])]"""
+    attempts: [(start wall time, resumed from step or None, [(step, greedy return, wall time), ...])];
+    scalars: {tag: [(step, value), ...]} more, in the last attempt's file; outcome: done.json's."""
     from torch.utils.tensorboard import SummaryWriter
 
     for start, resumed, points in attempts:
@@ -150,17 +151,22 @@ def write_run(trial_dir, attempts, monkeypatch, config, seed, finished=True):
         for step, value, wall in points:
             writer.add_scalar(analysis.RETURN_TAG, value, step, walltime=wall)
             writer.add_scalar(analysis.TRAINING_RETURN_TAG, value / 2, step, walltime=wall)
+        if (start, resumed, points) == attempts[-1]:
+            for tag, tag_points in (scalars or {}).items():
+                for step, value in tag_points:
+                    writer.add_scalar(tag, value, step, walltime=start)
         writer.close()
     name = f"{config_name(config)}__seed{seed}"
     (trial_dir / "trial.json").write_text(json.dumps({"name": name, "env": "CartPole-v1", "seed": seed,
                                                        "config": config}))
     if finished:
-        (trial_dir / "done.json").write_text("{}")
+        (trial_dir / "done.json").write_text(json.dumps({"outcome": outcome} if outcome else {}))
 
 
 @pytest.fixture
 def synthetic_sweep(tmp_path, monkeypatch):
-    """Config A: four seeds, one resumed after a kill; config B: four finished seeds and one unfinished."""
+    """Config A: four seeds, one resumed after a kill, two with largest |q̂| and gaps logged; config B: four
+    finished seeds (one stopped by the divergence guard) and one unfinished."""
     a, b = {"learning_rate": "0.001"}, {"learning_rate": "0.0003"}
     runs_a = {
         0: [(1000.0, None, [(1000, 100, 1010), (2000, 480, 1030), (3000, 500, 1050)])],  # solved at 2000, 30 s
@@ -172,10 +178,15 @@ def synthetic_sweep(tmp_path, monkeypatch):
         3: [(1000.0, None, [(1000, 50, 1010), (2000, 60, 1020), (3000, 480, 1030)]),
             (2000.0, 2000, [(3000, 490, 2020)])],
     }
+    logged = {0: {analysis.Q_MAX_TAG: [(1000, 5), (2000, 12), (3000, 9)],
+                  analysis.GAP_TAG: [(1000, 10.0), (2800, 0.5), (3000, 1.5)]},  # final 10 %: steps ≥ 2700
+              1: {analysis.Q_MAX_TAG: [(1000, 3)], analysis.GAP_TAG: [(3000, -0.5)]}}
     for seed, streams in runs_a.items():
-        write_run(tmp_path / f"a{seed}", streams, monkeypatch, a, seed)
+        write_run(tmp_path / f"a{seed}", streams, monkeypatch, a, seed, scalars=logged.get(seed))
     for seed, value in enumerate([0, 0, 0, 10]):
-        write_run(tmp_path / f"b{seed}", [(1000.0, None, [(1000, value, 1001)])], monkeypatch, b, seed)
+        diverged = {analysis.DIVERGED_TAG: [(1000, 1.0)]} if seed == 3 else None
+        write_run(tmp_path / f"b{seed}", [(1000.0, None, [(1000, value, 1001)])], monkeypatch, b, seed,
+                  scalars=diverged, outcome="diverged" if diverged else None)
     write_run(tmp_path / "b4", [(1000.0, None, [(1000, 1000, 1001)])], monkeypatch, b, 4, finished=False)
     return tmp_path
 
@@ -194,9 +205,16 @@ def test_report_numbers_by_hand(synthetic_sweep):
     assert (float(resumed["final_return"]), float(resumed["steps_to_solve"]), float(resumed["seconds_to_solve"])) \
         == (490, 3000, 50)
     assert runs["learning_rate=0.0003__seed4"]["finished"] == "False"
+    assert runs["learning_rate=0.0003__seed4"]["outcome"] == "running"
+    assert (runs["learning_rate=0.0003__seed3"]["outcome"], runs["learning_rate=0.0003__seed3"]["diverged_step"]) \
+        == ("diverged", "1000.0")
+    assert (float(runs["learning_rate=0.001__seed0"]["q_max_abs"]), float(runs["learning_rate=0.001__seed0"]["final_gap"])) \
+        == (12.0, 1.0)  # max(5, 12, 9); mean(0.5, 1.5)
+    assert runs["learning_rate=0.001__seed2"]["outcome"] == "finished" and runs["learning_rate=0.001__seed2"]["q_max_abs"] == "nan"
 
     a, b = read_csv(paths["report.csv"])
-    assert a["config"] == "learning_rate=0.001" and (a["seeds"], a["solved"]) == ("4", "3")
+    assert a["config"] == "learning_rate=0.001" and (a["seeds"], a["solved"], a["diverged"]) == ("4", "3", "0")
+    assert (float(a["q_max_abs_mean"]), float(a["final_gap_mean"])) == (7.5, 0.25)  # over the seeds that logged them
     assert float(a["final_return_mean"]) == 305.0  # (500 + 200 + 30 + 490) / 4
     assert float(a["final_return_iqm"]) == 345.0  # (200 + 490) / 2
     assert float(a["steps_to_solve_mean"]) == 2000.0  # (2000 + 1000 + 3000) / 3, solved seeds only
@@ -204,13 +222,14 @@ def test_report_numbers_by_hand(synthetic_sweep):
     low, high = float(a["final_return_low"]), float(a["final_return_high"])
     assert 30 <= low < 305 < high <= 500
     # B: the unfinished seed (return 1000) is left out; the rest are [0, 0, 0, 10], see above.
-    assert (b["seeds"], b["solved"], float(b["final_return_mean"])) == ("4", "0", 2.5)
+    assert (b["seeds"], b["solved"], b["diverged"], float(b["final_return_mean"])) == ("4", "0", "1", 2.5)
     assert (float(b["final_return_low"]), float(b["final_return_high"])) == (0.0, 7.5)
     assert math.isnan(float(b["steps_to_solve_mean"]))
 
     table = paths["report.md"].read_text()
-    assert "| learning_rate=0.001 | 4 | 3 | 305.0 [" in table and "(345.0) | 2000 [" in table
-    assert "| learning_rate=0.0003 | 4 | 0 | 2.5 [0.0, 7.5] (0.0) | — | — |" in table
+    assert "| learning_rate=0.001 | 4 | 3 | 0 | 305.0 [" in table and "(345.0) | 2000 [" in table
+    assert "| 7.5 [3.0, 12.0] (7.5) | 0.25 [-0.50, 1.00] (0.25) |" in table
+    assert "| learning_rate=0.0003 | 4 | 0 | 1 | 2.5 [0.0, 7.5] (0.0) | — | — | — | — |" in table
     assert paths["curves.png"].stat().st_size > 10_000
 
 
@@ -236,7 +255,7 @@ def test_report_of_a_missing_directory_is_one_line(tmp_path):
 def test_report_command_prints_the_table(synthetic_sweep, capsys):
     assert sweep_script.main(["--report", str(synthetic_sweep), "--solve-threshold", "475"]) == 0
     out = capsys.readouterr().out
-    assert "| learning_rate=0.0003 | 4 | 0 | 2.5 [0.0, 7.5] (0.0) | — | — |" in out
+    assert "| learning_rate=0.0003 | 4 | 0 | 1 | 2.5 [0.0, 7.5] (0.0) | — | — | — | — |" in out
     assert f"wrote {synthetic_sweep / 'report.md'}" in out
 
 

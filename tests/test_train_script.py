@@ -14,6 +14,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from qapprox.dqn.checkpoint import load_checkpoint
+from qapprox.dqn.command_line import EXIT_DIVERGED
 from qapprox.dqn.config import DQNConfig
 from qapprox.scripts import evaluate, plot_runs, train_dqn
 from qapprox.scripts._cli import run
@@ -126,8 +127,12 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     argv = TINY + ["--optimizer", "sgd", "--learning-rate", "1e30", "--learning-starts", "250",
                    "--checkpoint-interval", "200", "--total-timesteps", "2000", "--logdir", str(logdir)]
     code, _, err = exit_status(train_dqn.main, argv, capsys)
-    assert code == 1 and err.count("\n") == 1 and "training diverged at step 300: non-finite" in err
+    assert code == EXIT_DIVERGED and err.count("\n") == 1 and "training diverged at step 300: non-finite" in err
+    assert "(in the updates after step 200)" in err  # the window since the last log, at step 200
     (run_dir,) = logdir.iterdir()
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    assert [(e.step, e.value) for e in accumulator.Scalars("charts/diverged")] == [(300, 1.0)]
     state = load_checkpoint(run_dir / "checkpoints" / "latest.ckpt")
     assert state["meta"]["counters"]["global_step"] == 200 and str(run_dir / "checkpoints" / "latest.ckpt") in err
     assert all(np.isfinite(value.numpy()).all() for value in state["q"].values())
