@@ -28,6 +28,7 @@ SUBCOMMANDS = {
     "evaluate": "evaluate",
     "plot": "plot_runs",
     "sweep": "sweep",
+    "triad": "triad",
     "benchmark": "benchmark",
     "benchmark-linear": "bench_linear",
     "benchmark-memory": "bench_memory",
