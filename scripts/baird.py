@@ -13,7 +13,6 @@ Figure 11.2, 11.5 or 11.6 at the book's step sizes. The work is approximators.ba
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 

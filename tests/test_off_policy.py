@@ -118,6 +118,22 @@ def test_expected_etd_emphasis_is_the_recursion_on_mu():
     assert np.allclose(W[2], W[1] + 0.03 * X.T @ (m1 * delta_bar[1]))
 
 
+def test_expected_etd_is_the_scalar_emphasis_recursion_of_the_reference_code():
+    # The public reference for Figure 11.6 (Zhang's chapter11/counterexample.py) keeps one scalar emphasis e,
+    # e ← mean_s (γ ρ(s) e + 1), ρ = 7 in s_7 and 0 above, and weights each state's expected δ̄(s) x(s) by
+    # (1/7)(γ ρ(s) e + 1): written out here, it is m_k of expected_etd sweep for sweep (Σ_s m_k(s) = e_{k+1}).
+    w, e, trajectory = BAIRD_W0.astype(float), 0.0, [BAIRD_W0.astype(float)]
+    for _ in range(1000):
+        emphasis = np.array([1.0] * 6 + [0.99 * 7 * e + 1])
+        delta_bar = 0.99 * X[6] @ w - X @ w  # R = 0; under π every state moves to s_7
+        w = w + 0.03 * X.T @ (emphasis / 7 * delta_bar)
+        e = emphasis.mean()
+        trajectory.append(w)
+    W = expected_etd(BAIRD_W0, X, MDP, TARGET_POLICY, MU, alpha=0.03, sweeps=1000)
+    assert np.allclose(W, trajectory, rtol=1e-10, atol=1e-10)
+    assert np.sqrt(ve(W[200], X, V_PI, MU)) < 0.05  # both settle by sweep 200 (the book's figure swings longer)
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: semi_gradient_dp(BAIRD_W0, X, MDP, TARGET_POLICY, alpha=0, sweeps=1), "alpha=0 must be > 0"),
     (lambda: semi_gradient_dp(BAIRD_W0, X, MDP, TARGET_POLICY, alpha=0.1, sweeps=-1), "sweeps"),

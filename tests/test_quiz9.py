@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-import pytest
 
 from qapprox.envs import quiz9_mdp
 from qapprox.approximators.quiz9 import question1, question2, question4, question5
