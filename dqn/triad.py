@@ -26,7 +26,7 @@ import math
 from pathlib import Path
 
 from qapprox.dqn import analysis, sweep
-from qapprox.dqn.config import preset
+from qapprox.dqn.config import resolve
 from qapprox.dqn.ray_cluster import ClusterOptions
 from qapprox.dqn.trial import Trial
 from qapprox.dqn.trial_files import config_name
@@ -43,9 +43,9 @@ def label(cell: str, n: int) -> str:
 
 def configs(env: str) -> dict[str, dict[str, str]]:
     """label → the sweep configuration (DQNConfig field → value, spelled as dqn.sweep.canonical spells it)
-    of each cell × n over the env's preset; every configuration sets the ABLATED keys, so that each trial's
-    name says what it ran."""
-    base = preset(env)
+    of each cell × n over the env's preset (the defaults for an env without one); every configuration sets
+    the ABLATED keys, so that each trial's name says what it ran."""
+    base = resolve({"env_id": env})[0]
     fields = sweep.config_fields()
     cells = {}
     for cell in CELLS:

@@ -10,7 +10,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from qapprox.dqn.trial import KILL_TRIAL_VARIABLE, train_command
 from qapprox.dqn.trial_files import config_name
 from qapprox.scripts import sweep as sweep_script
 from qapprox.scripts._cli import run
+from synthetic_runs import write_run
 
 REPO = Path(__file__).resolve().parent.parent
 FIELDS = {"learning_rate": float, "double_q": bool, "batch_size": int, "loss": str}
@@ -133,34 +133,6 @@ def test_bootstrap_interval_and_iqm_by_hand():
     assert analysis.interquartile_mean(np.array([1, 2, 3, 4, 100, 5, 6, 7])) == 4.5  # mean of 3..6
     assert analysis.interquartile_mean(np.array([30, 500, 200, 490])) == 345.0  # mean of 200, 490
     assert analysis.interquartile_mean(np.array([1.0, 2.0, 9.0])) == 4.0  # n < 4: nothing dropped
-
-
-def write_run(trial_dir, attempts, monkeypatch, config, seed, finished=True, scalars=None, outcome=None):
-    """A trial directory as the sweep leaves it: one run directory, one event file per attempt.
-
-    attempts: [(start wall time, resumed from step or None, [(step, greedy return, wall time), ...])];
-    scalars: {tag: [(step, value), ...]} more, in the last attempt's file; outcome: done.json's."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    for start, resumed, points in attempts:
-        with monkeypatch.context() as patch:  # pin the file's first event (its start) to `start`
-            patch.setattr(time, "time", lambda: start)
-            # as dqn.agent resumes: same directory, events after the checkpoint's step purged
-            writer = SummaryWriter(trial_dir / f"CartPole-v1__dqn__{seed}__1000",
-                                   purge_step=None if resumed is None else resumed + 1)
-        for step, value, wall in points:
-            writer.add_scalar(analysis.RETURN_TAG, value, step, walltime=wall)
-            writer.add_scalar(analysis.TRAINING_RETURN_TAG, value / 2, step, walltime=wall)
-        if (start, resumed, points) == attempts[-1]:
-            for tag, tag_points in (scalars or {}).items():
-                for step, value in tag_points:
-                    writer.add_scalar(tag, value, step, walltime=start)
-        writer.close()
-    name = f"{config_name(config)}__seed{seed}"
-    (trial_dir / "trial.json").write_text(json.dumps({"name": name, "env": "CartPole-v1", "seed": seed,
-                                                       "config": config}))
-    if finished:
-        (trial_dir / "done.json").write_text(json.dumps({"outcome": outcome} if outcome else {}))
 
 
 @pytest.fixture
