@@ -5,9 +5,9 @@ Each basis is built on a box low ≤ s ≤ high (k dimensions) and works on the 
     s̃ = (clip(s, low, high) − low) / (high − low) ∈ [0, 1]^k.
 
 States outside the box are clipped onto it (not an error): a state beyond `high` gets the features of `high`.
-Every basis has `d`, the number of features, and `basis(s)`: s of shape (..., k) → x(s) of shape (..., d),
-float64. When low and high are numbers the box is one-dimensional and s has shape (...), one number per state
-(low and high of shape (1,) take s of shape (..., 1)).
+Every basis has `d`, the number of features, `bounds`, the range (low, high) of every x_i(s), and `basis(s)`:
+s of shape (..., k) → x(s) of shape (..., d), float64. When low and high are numbers the box is one-dimensional
+and s has shape (...), one number per state (low and high of shape (1,) take s of shape (..., 1)).
 
     basis = Fourier(order=5, low=0.5, high=1000.5)
     X = on_states(basis, random_walk_1000(), positions=np.arange(1002))   # (|S⁺|, 6), zero rows for terminals
@@ -100,6 +100,7 @@ class StateAggregation:
         self.box = Box(low, high)
         self.groups = self.box.per_dimension("groups", groups, 1)
         self.d = math.prod(int(g) for g in self.groups)
+        self.bounds = (0.0, 1.0)
         check_memory(f"state aggregation into {self.d:,} groups", 8.0 * self.d)
 
     def group(self, s) -> np.ndarray:
@@ -128,6 +129,7 @@ class Polynomial:
         self.order = check_int("order", order, 0)
         self.exponents = _exponents(self.order, self.box.k, "polynomial")  # C[i] = c_i, shape (d, k)
         self.d = int(self.exponents.shape[0])
+        self.bounds = (0.0, 1.0)  # s̃ ∈ [0, 1]^k
 
     def __call__(self, s) -> np.ndarray:
         s_tilde = self.box.unit(s)
@@ -154,6 +156,7 @@ class Fourier:
         self.order = check_int("order", order, 0)
         self.exponents = _exponents(self.order, self.box.k, "Fourier")  # C[i] = c_i, shape (d, k)
         self.d = int(self.exponents.shape[0])
+        self.bounds = (-1.0, 1.0)
 
     def __call__(self, s) -> np.ndarray:
         s_tilde = self.box.unit(s)
