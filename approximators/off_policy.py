@@ -76,15 +76,23 @@ def ve(w: np.ndarray, X: np.ndarray, v: np.ndarray, mu: np.ndarray) -> np.ndarra
     return ((np.asarray(v, dtype=np.float64) - np.asarray(w, dtype=np.float64) @ X.T) ** 2) @ mu
 
 
+def projection_weights(X: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """(XᵀDX)⁻¹ XᵀD, shape (d, |S⁺|): w = (XᵀDX)⁻¹XᵀD v is the μ-weighted least-squares fit of v, argmin VE.
+
+    With rank-deficient X the pseudo-inverse stands for the inverse: w is then the least-norm minimiser.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    XD = X.T * _distribution(mu, X.shape[0])
+    return np.linalg.pinv(XD @ X) @ XD
+
+
 def projection_matrix(X: np.ndarray, mu: np.ndarray) -> np.ndarray:
     """Π = X (XᵀDX)⁻¹ XᵀD (eq. 11.14): the μ-weighted least-squares projection onto the span of X.
 
     With rank-deficient X (more features than independent states, as in Baird's counterexample) the
     pseudo-inverse stands for the inverse; Π is still the projection onto the column space of X.
     """
-    X = np.asarray(X, dtype=np.float64)
-    D = np.diag(_distribution(mu, X.shape[0]))
-    return X @ np.linalg.pinv(X.T @ D @ X) @ X.T @ D
+    return np.asarray(X, dtype=np.float64) @ projection_weights(X, mu)
 
 
 def bellman_error(w: np.ndarray, X: np.ndarray, mdp: FiniteMDP, pi: np.ndarray) -> np.ndarray:
