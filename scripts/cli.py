@@ -19,6 +19,7 @@ from ._cli import run
 SUBCOMMANDS = {
     "quiz9": "quiz9",
     "td-lambda": "td_lambda",
+    "fixed-points": "fixed_points",
     "mc-regression": "mc_regression",
     "backprop-example": "backprop_example",
     "gd-paths": "gd_paths",
