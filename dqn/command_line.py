@@ -19,6 +19,8 @@ from qapprox.approximators.limits import check_threads
 
 # Exit status when the disk is full or read-only: the run stops, the last good checkpoint stays.
 EXIT_DISK = 3
+# Exit status when stdout's reader closed the pipe: 128 + SIGPIPE, what a shell reports for such a tool.
+EXIT_PIPE = 141
 # Exit status when the divergence guard stopped training (non-finite values): an outcome of the run, told
 # apart from a crash (a Python traceback exits 1), so that a sweep reports it as a result.
 EXIT_DIVERGED = 4
@@ -34,9 +36,14 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def run(main: Callable[[], int | None]) -> None:
     """Call main(); bad input (ValueError, a missing file) becomes `error: …` on stderr and exit 2;
-    a full or read-only disk becomes one line and exit 3 (EXIT_DISK)."""
+    a full or read-only disk becomes one line and exit 3 (EXIT_DISK); a reader that went away
+    (`qapprox … | head`) ends the command quietly with 141, as a shell's tools do."""
     try:
         code = main()
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit would fail again
+        sys.exit(EXIT_PIPE)
     except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -95,3 +95,12 @@ def test_python_m_the_cli_module_finds_its_subcommands():
     done = subprocess.run([sys.executable, "-m", "qapprox.scripts.cli", "evaluate", "--help"], cwd=REPO.parent,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.startswith("usage: qapprox evaluate")
+
+
+def test_a_closed_pipe_ends_a_command_quietly():
+    # `qapprox … | head`: the reader is gone before the command writes; no traceback, exit 141 (128 + SIGPIPE).
+    process = subprocess.Popen([sys.executable, "-m", "qapprox.scripts.cli", "quiz9", "--json"], cwd=REPO.parent,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    err = process.stderr.read()
+    assert process.wait(timeout=120) == 141 and err == b""
