@@ -147,8 +147,17 @@ class FiniteMDP:
     def step(self, s: np.ndarray, a: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A batch of transitions: S_{t+1} ~ p(·|s, a); returns (S_{t+1}, R_{t+1}, terminated)."""
         s, a = np.asarray(s), np.asarray(a)
-        cum = self._cumulative_P[s, a]
-        s_next = (rng.random((s.size, 1)) > cum).sum(-1).clip(max=self.n_states - 1)
+        # Inverse CDF: S_{t+1} = #{s' : u > F(s')} for F the cumulative row p(≤ s'|s, a), found by a binary
+        # search on the nondecreasing row (O(log |S⁺|) per draw, vectorised) — the same count, so the same draws.
+        u = rng.random(s.size)
+        row = (s.ravel() * self.n_actions + a.ravel()) * self.n_states
+        cum = self._cumulative_P.reshape(-1)
+        lo, hi = np.zeros(s.size, dtype=np.int64), np.full(s.size, self.n_states)
+        while (lo < hi).any():
+            mid = (lo + hi) // 2
+            below = u > cum[row + np.minimum(mid, self.n_states - 1)]
+            lo, hi = np.where(below, mid + 1, lo), np.where(below, hi, mid)
+        s_next = lo.reshape(s.shape).clip(max=self.n_states - 1)
         return s_next, self.R[s, a, s_next], self.terminal[s_next]
 
     def episodes(
