@@ -176,7 +176,7 @@ class DQN:
         self.global_step += self.n_envs
         step = self.global_step
 
-        if step > config.learning_starts and len(self.replay) >= config.batch_size and crossed(before, step, config.train_freq):
+        if step > config.learning_starts and self.replay.ready(config.batch_size) and crossed(before, step, config.train_freq):
             try:
                 self.algorithm.train(self.replay, self.beta_schedule(step))
             except DivergenceError as exc:

@@ -157,6 +157,13 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self._count
 
+    def ready(self, batch_size: int) -> bool:
+        """May training draw minibatches of batch_size? Once the buffer has held that many transitions: it
+        holds them, or its ring has wrapped. (A ring only a little larger than a batch holds fewer transitions
+        than its capacity whenever episodes end in it — each final observation takes a row — and is then
+        sampled with replacement from what it holds, the latest transitions, rather than not at all.)"""
+        return self._count >= batch_size or (self._filled == self.slots and self._count > 0)
+
     @classmethod
     def storage_bytes(cls, capacity: int, obs_shape: tuple[int, ...], itemsize: int, n_envs: int = 1,
                       n_step: int = 1) -> int:
@@ -322,8 +329,12 @@ class ReplayBuffer:
                 raise ValueError(f"{name} has shape {shape}; expected {expected} (n_envs={self.n_envs})")
 
     def _check_batch_size(self, batch_size: int) -> None:
-        if not (is_int(batch_size) and 1 <= batch_size <= self._count):
-            raise ValueError(f"batch_size={batch_size!r} must be an integer in [1, len(buffer)={self._count}]")
+        limit = max(self.capacity, self._count)  # n-step rings can hold a few more transitions than the capacity
+        if not (is_int(batch_size) and 1 <= batch_size <= limit):
+            raise ValueError(f"batch_size={batch_size!r} must be an integer in [1, {limit}] (at most the buffer's "
+                             "capacity or the transitions it holds)")
+        if not self._count:
+            raise ValueError("the replay buffer holds no transition yet: nothing to sample")
 
     # ------------------------------------------------------------------ state
     def _arrays(self) -> dict[str, np.ndarray]:

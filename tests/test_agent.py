@@ -331,3 +331,13 @@ def test_prioritized_dueling_polyak_and_several_envs_run_together():
     assert agent.global_step == 400 and agent.updates == 150  # one update per vector step after 100
     assert agent.replay.max_priority != 1.0 and agent.replay.beta == 1.0  # priorities ← |δ|; β annealed to 1
     assert agent.predict(np.zeros((3, 4), dtype=np.float32)).shape == (3,)
+
+
+def test_a_buffer_of_one_batch_trains_at_every_round_through_episode_ends():
+    # buffer_size = batch_size ("no replay" in qapprox triad): final observations of ended episodes take rows
+    # of the ring, so it holds fewer than 64 transitions most of the time; it is still sampled every round.
+    config = DQNConfig(logdir="", eval_interval=0, learning_starts=100, buffer_size=64, batch_size=64,
+                       train_freq=2, total_timesteps=1000, hidden=(16,), threads=1, device="cpu")
+    agent = DQN(config).learn()
+    assert agent.episodes >= 10 and len(agent.replay) < 64
+    assert agent.updates == (1000 - 100) // 2  # every second step after learning_starts

@@ -66,6 +66,14 @@ def test_an_episode_end_in_the_ring_holds_its_final_observation():
     step(buffer, [60], [1], [2.0], [61])
     assert sorted(rows(buffer.transitions())) == [(7, 0, 1.0, 8, 0.5), (8, 0, 1.0, 50, 0.0), (60, 1, 2.0, 61, 0.5)]
     assert len(buffer) == 3
+    # A batch of the capacity still trains: the ring has wrapped, so its 4 draws (with replacement) come
+    # from the 3 transitions it holds, the latest ones. Before the ring wraps, a batch waits for its size.
+    assert buffer.ready(4) and set(buffer.sample(4).obs[:, 0].tolist()) <= {7.0, 8.0, 60.0}
+    fresh = ReplayBuffer(capacity=4, obs_shape=(1,), seed=0)
+    step(fresh, [0], [0], [1.0], [1])
+    assert fresh.ready(1) and not fresh.ready(2)
+    with pytest.raises(ValueError, match="holds no transition yet"):
+        ReplayBuffer(capacity=4, obs_shape=(1,)).sample(1)
 
 
 # ---------------------------------------------------------------------------- n-step by hand
@@ -502,8 +510,8 @@ def test_bad_steps_and_batches_are_one_line_errors():
         with pytest.raises(ValueError, match=re.escape(message)):
             buffer.add(**{**good, **change})
     assert len(buffer) == 2  # nothing was written by the refused steps
-    for batch_size in (0, 3, 2.0):
-        message = f"batch_size={batch_size!r} must be an integer in [1, len(buffer)=2]"
+    for batch_size in (0, 11, 2.0):
+        message = f"batch_size={batch_size!r} must be an integer in [1, 10] (at most the buffer's capacity"
         with pytest.raises(ValueError, match=re.escape(message)):
             buffer.sample(batch_size)
     with pytest.raises(ValueError, match="td_errors contain NaN or inf"):
