@@ -124,38 +124,36 @@ def markdown(table: list[dict]) -> str:
 
 
 PANELS = ((analysis.RETURN_TAG, "greedy return", "linear"), (analysis.Q_MAX_TAG, "largest |q̂| (log)", "log"),
-          (analysis.GAP_TAG, "overestimation gap q̂ − G", "linear"))
+          (analysis.GAP_TAG, "overestimation gap q̂ − G (symlog)", "symlog"))
 
 
 def plot(root: str | Path, envs: list[str], path: Path) -> None:
     """A row per env: greedy return, largest |q̂| and the overestimation gap of each cell × n over the
     steps, as the mean over seeds with its bootstrap 95 % band (dqn.analysis.curve)."""
-    import matplotlib
     from matplotlib.figure import Figure  # no pyplot: the caller's backend stays as it is
 
     colours = dict(zip(CELLS, ("tab:blue", "tab:orange", "tab:green", "tab:red")))
     figure = Figure(figsize=(16, 4.2 * len(envs)))
     axes = figure.subplots(len(envs), len(PANELS), squeeze=False)
-    with matplotlib.rc_context({"text.parse_math": False}):
-        for env, env_axes in zip(envs, axes):
-            runs = [r for r in analysis.collect(env_dir(root, env)) if r["finished"]]
-            for name, values in configs(env).items():
-                group = [r for r in runs if r["config"] == config_name(values)]
-                cell, n = name.rsplit(", n=", 1)
-                for axis, (tag, _, _) in zip(env_axes, PANELS):
-                    steps, mean, low, high = analysis.curve(group, tag)
-                    if steps.size:
-                        axis.plot(steps, mean, STYLES[int(n)], color=colours[cell], label=f"{name} ({len(group)})")
-                        axis.fill_between(steps, low, high, color=colours[cell], alpha=0.12)
-            for axis, (_, title, scale) in zip(env_axes, PANELS):
-                axis.set(title=f"{env}: {title}", xlabel="environment step", yscale=scale)
-                axis.grid(alpha=0.3)
-            labelled = [axis for axis in env_axes if axis.get_legend_handles_labels()[0]]
-            if labelled:
-                labelled[0].legend(fontsize=7)
-        figure.suptitle("DQN without its answers to the deadly triad: mean over seeds, bootstrap 95 % band")
-        figure.tight_layout()
-        figure.savefig(path, dpi=100)
+    for env, env_axes in zip(envs, axes):
+        runs = [r for r in analysis.collect(env_dir(root, env)) if r["finished"]]
+        for name, values in configs(env).items():
+            group = [r for r in runs if r["config"] == config_name(values)]
+            cell, n = name.rsplit(", n=", 1)
+            for axis, (tag, _, _) in zip(env_axes, PANELS):
+                steps, mean, low, high = analysis.curve(group, tag)
+                if steps.size:
+                    axis.plot(steps, mean, STYLES[int(n)], color=colours[cell], label=f"{name} ({len(group)})")
+                    axis.fill_between(steps, low, high, color=colours[cell], alpha=0.12)
+        for axis, (_, title, scale) in zip(env_axes, PANELS):
+            axis.set(title=f"{env}: {title}", xlabel="environment step", yscale=scale)
+            axis.grid(alpha=0.3)
+        labelled = [axis for axis in env_axes if axis.get_legend_handles_labels()[0]]
+        if labelled:
+            labelled[0].legend(fontsize=7)
+    figure.suptitle("DQN without its answers to the deadly triad: mean over seeds, bootstrap 95 % band")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
 
 
 def report(root: str | Path, envs: list[str]) -> dict[str, Path]:
