@@ -19,7 +19,9 @@ from ._cli import run
 SUBCOMMANDS = {
     "quiz9": "quiz9",
     "td-lambda": "td_lambda",
+    "mountain-car": "mountain_car",
     "fixed-points": "fixed_points",
+    "walk-figures": "walk_figures",
     "mc-regression": "mc_regression",
     "backprop-example": "backprop_example",
     "gd-paths": "gd_paths",
