@@ -77,3 +77,50 @@ def test_refusals():
         MountainCarVectorEnv(0)
     with pytest.raises(ValueError, match="max_episode_steps"):
         MountainCarVectorEnv(1, max_episode_steps=0)
+
+
+# -------------------------------------------------------------- qapprox mountain-car
+def test_the_command_prints_one_json_object(capsys):
+    import json
+
+    from qapprox.scripts.mountain_car import main
+
+    assert main(["--runs", "2", "--episodes", "2", "--alpha", "0.5/8", "--lam", "0.5", "--time-limit", "300",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["method"] == "sarsa-lambda" and out["alpha"] == 0.0625 and out["time_limit"] == 300
+    assert len(out["steps_per_episode"]) == 2 and all(1 <= s <= 300 for s in out["steps_per_episode"])
+    assert {"lam", "trace", "tilings", "runs", "episodes", "seed", "seconds"} <= out.keys()
+
+
+@pytest.mark.parametrize("flags", [["--n", "2", "--lam", "0.5"], ["--alpha", "0"], ["--alpha", "-0.1/8"],
+                                   ["--tilings", "0"], ["--figure", "9.9"], ["--trace", "dutch", "--lam", "0.5"],
+                                   ["--runs", "0"]])
+def test_the_command_refuses_bad_flags_in_one_line(flags):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "qapprox.scripts.cli", "mountain-car", *flags, "--episodes", "1"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.parametrize("number, flags", [("12.10", ["--alphas", "0.5", "1", "--values", "0", "0.9"]),
+                                           ("10.4", ["--alphas", "0.5", "--values", "1", "4"]),
+                                           ("10.1", ["--episodes", "2"])])
+def test_a_figure_writes_its_png_and_numbers(tmp_path, capsys, number, flags):
+    import json
+
+    from qapprox.scripts.mountain_car import main
+
+    png = tmp_path / "figure.png"
+    episodes = [] if number == "10.1" else ["--episodes", "1"]
+    assert main(["--figure", number, "--runs", "1", *episodes, *flags, "--png", str(png), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert png.stat().st_size > 10_000 and out["number"] == number
+    if number == "10.1":
+        assert out["panels"] == [1, 2] and np.array(out["cost_to_go"]).shape == (2, 60, 60)
+        assert np.min(out["cost_to_go"]) >= 0.0  # q̂ ≤ 0 everywhere: every reward is −1 from w = 0
+    else:
+        assert np.array(out["mean_steps"]).shape == (2, len(out["alphas8"]))
