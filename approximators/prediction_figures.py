@@ -25,7 +25,6 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from qapprox.approximators.fixed_points import mc_fixed_point, on_policy_distribution, td_fixed_point
-from qapprox.approximators.linear import rms_error
 from qapprox.approximators.semi_gradient import n_step_td, stack_features
 from qapprox.approximators.traces import EpisodeBatch
 from qapprox.envs.finite import FiniteMDP
@@ -97,8 +96,10 @@ def n_step_sweep(mdp: FiniteMDP, X: np.ndarray, *, runs: int, seed: int, episode
     v_pi, _ = _truth(mdp)
     n, alpha = (a.ravel() for a in np.meshgrid(np.asarray(ns, float), np.asarray(alphas, float), indexing="ij"))
     S = mdp.nonterminal
+    uniform = np.zeros(mdp.n_states)
+    uniform[S] = 1.0 / S.size                                 # the RMS error over S is √VE with μ uniform on S
     error, _ = learn(mdp, X, n=n, alpha=alpha, runs=runs, episodes=episodes, seed=seed,
-                     measure=lambda w: rms_error(w, X, v_pi, S))
+                     measure=rmsve_measure(X, v_pi, uniform))
     rms = error.mean(axis=(0, 2)).reshape(len(ns), len(alphas))
     return {"runs": runs, "episodes": episodes, "seed": seed, "d": X.shape[1], "n": list(ns),
             "alpha": [float(a) for a in alphas],

@@ -15,6 +15,7 @@ import pytest
 
 from qapprox.approximators.bases import StateAggregation, on_states
 from qapprox.approximators.fixed_points import fixed_points, on_policy_distribution
+from qapprox.approximators.linear import rms_error
 from qapprox.approximators.off_policy import ve
 from qapprox.approximators.prediction_figures import learn, n_step_sweep, rmsve_measure, state_values_figure
 from qapprox.approximators.semi_gradient import gradient_mc, n_step_td, n_step_td_loop, stack_features
@@ -112,6 +113,8 @@ def test_rmsve_measure_is_ve_of_eq_9_1():
     v_pi, mu = mdp.evaluate(pi)[0], on_policy_distribution(mdp, pi)
     w = np.random.default_rng(5).normal(size=(3, 1, 2, 5))
     np.testing.assert_allclose(rmsve_measure(X, v_pi, mu)(w), np.sqrt(ve(w, X, v_pi, mu)), rtol=1e-10)
+    uniform = np.where(mdp.terminal, 0.0, 1 / 19)                          # Figure 9.2 right's RMS error over S
+    np.testing.assert_allclose(rmsve_measure(X, v_pi, uniform)(w), rms_error(w, X, v_pi, mdp.nonterminal), rtol=1e-10)
 
 
 def test_state_values_figure_numbers_on_the_19_state_walk():
