@@ -134,9 +134,12 @@ def n_step_td_loop(batch: EpisodeBatch, X: np.ndarray, *, n: float, alpha: float
         for e in range(episodes):
             T = int(batch.length[r, e])
             states, rewards = batch.index[r, e, : T + 1], batch.reward[r, e, :T]
+            returns = [0.0] * (T + 1)                                  # G_t = R_{t+1} + γ G_{t+1}, G_T = 0
+            for t in reversed(range(T)):
+                returns[t] = rewards[t] + gamma * returns[t + 1]
             for tau in range(T):
                 end = int(min(tau + n, T))
-                G = sum(gamma ** (i - tau - 1) * rewards[i - 1] for i in range(tau + 1, end + 1))
+                G = returns[tau] - gamma ** (end - tau) * returns[end]   # Σ_{i=τ+1}^{end} γ^{i−τ−1} R_i
                 if end < T:
                     G += gamma**n * (w @ F[states[end]])
                 w = w + alpha * (G - w @ F[states[tau]]) * F[states[tau]]
