@@ -11,8 +11,9 @@ measures against the exact answers of approximators.fixed_points: v_π, the on-p
     9.5   gradient MC with polynomial and Fourier bases of order 5, 10, 20: √VE per episode, mean over runs
     9.10  gradient MC with tile coding (tiles 200 states wide), 1 tiling against 50 offset by 4 states: √VE
 
-The feature matrices (|S⁺|, d) come from the caller (scripts/walk_figures.py builds them as fixed-points
-does); each function returns the plotted numbers as a JSON-ready dict, and `draw` makes the Figure from it.
+The feature matrices (|S⁺|, d) are approximators.walk_features' (the states at their positions, as
+`qapprox fixed-points` has them); `figure_numbers` runs a figure's protocol and returns the plotted numbers as a
+JSON-ready dict, and `draw` makes the Figure from it.
 √VE(w) = √(Σ_s μ(s)[v_π(s) − wᵀx(s)]²) (eq. 9.1) is taken as the quadratic form wᵀMw − 2bᵀw + c with
 M = XᵀDX, b = XᵀDv_π, c = v_πᵀDv_π, O(d²) per weight vector instead of O(|S|·d).
 """
@@ -27,9 +28,18 @@ from matplotlib.figure import Figure
 from qapprox.approximators.fixed_points import mc_fixed_point, on_policy_distribution, td_fixed_point
 from qapprox.approximators.semi_gradient import n_step_td, stack_features
 from qapprox.approximators.traces import EpisodeBatch
+from qapprox.approximators.walk_features import walk_features
 from qapprox.envs.finite import FiniteMDP
+from qapprox.envs.random_walk import random_walk_1000
 from qapprox.envs.validation import check_int, check_seed
 
+FIGURES = ("9.1", "9.2", "9.5", "9.10")
+# The protocols: defaults that take about a minute on two cores, and the book's (`qapprox walk-figures --book`).
+DEFAULT = {"9.1": {"episodes": 20_000, "alpha": 1e-4}, "9.2": {"episodes": 20_000, "alpha": 1e-3, "runs": 100},
+           "9.5": {"episodes": 5_000, "runs": 10}, "9.10": {"episodes": 5_000, "runs": 10}}
+BOOK = {"9.1": {"episodes": 100_000, "alpha": 2e-5}, "9.2": {"episodes": 100_000, "alpha": 2e-4, "runs": 100},
+        "9.5": {"episodes": 5_000, "runs": 30}, "9.10": {"episodes": 5_000, "runs": 30}}
+ORDERS, TILINGS = (5, 10, 20), (1, 50)  # Figure 9.5's orders; Figure 9.10's tilings (of tiles 200 states wide)
 CHUNK_EPISODES = 2000  # episodes sampled per call (all runs together): bounds the padded batch's memory
 N_STEPS = tuple(2**k for k in range(10))                      # Figure 9.2 right: n = 1, 2, 4, …, 512
 ALPHAS_9_2 = tuple(np.round(np.arange(1, 21) / 20, 2))        # α = 0.05, 0.1, …, 1
@@ -122,6 +132,26 @@ def ve_curves(mdp: FiniteMDP, features: dict[str, np.ndarray], alphas: dict[str,
 
 
 # ------------------------------------------------------------------------------------------ drawing
+def figure_numbers(figure: str, *, runs: int | None, episodes: int, alpha: float | None, seed: int) -> dict:
+    """The plotted numbers of one figure (module doc) on the 1000-state walk; runs and α as the figure uses them
+    (9.1 one run; 9.2: α and episodes of the left panel, runs of the right; 9.5 and 9.10: the book's α per basis)."""
+    mdp = random_walk_1000()
+    groups_10 = walk_features(mdp, "aggregation", groups=10)
+    if figure == "9.1":
+        return state_values_figure(mdp, groups_10, n=np.inf, alpha=alpha, episodes=episodes, seed=seed)
+    if figure == "9.2":
+        left = state_values_figure(mdp, groups_10, n=1, alpha=alpha, episodes=episodes, seed=seed)
+        return {"left": left, "right": n_step_sweep(mdp, walk_features(mdp, "aggregation", groups=20), runs=runs,
+                                                    seed=seed)}
+    if figure == "9.5":
+        X = {f"{kind} order {k}": walk_features(mdp, kind, order=k) for kind in ("polynomial", "fourier") for k in ORDERS}
+        alphas = {name: BOOK_ALPHA[name.split()[0]] for name in X}
+    else:
+        X = {f"{t} tiling{'s' * (t > 1)}": walk_features(mdp, "tiles", tilings=t) for t in TILINGS}
+        alphas = {name: BOOK_ALPHA["tiling"] / t for name, t in zip(X, TILINGS)}
+    return ve_curves(mdp, X, alphas, runs=runs, episodes=episodes, seed=seed)
+
+
 def _state_panel(ax, numbers: dict, mu_axis: bool) -> None:
     s = np.asarray(numbers["states"])
     ax.plot(s, numbers["v_pi"], color="tab:red", lw=1.2, label="true value $v_\\pi$")

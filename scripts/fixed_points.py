@@ -17,16 +17,16 @@ from __future__ import annotations
 import json
 import re
 
-import numpy as np
-
-from qapprox.approximators.bases import Fourier, Polynomial, StateAggregation, on_states
-from qapprox.approximators.features import state_features
 from qapprox.approximators.fixed_points import fixed_points
+from qapprox.approximators.walk_features import KINDS, walk_features
 from qapprox.envs import make_mdp
-from qapprox.envs.validation import check_choice, check_int, choice_error
+from qapprox.envs.validation import check_choice, choice_error
 from qapprox.scripts._cli import ArgumentParser, run
 
-FEATURES = ("one-hot", "aggregation", "polynomial", "fourier")
+# Tiles have no unique TD fixed point here: a tiling's extra tile (tile coding covers the box with tiles + 1)
+# is never visited, so A is singular; walk-figures uses them.
+FEATURES = tuple(kind for kind in KINDS if kind != "tiles")
+FLAG_KINDS = {"groups": ("aggregation",), "order": ("polynomial", "fourier")}
 ENVS = ("random-walk-N (e.g. random-walk-19)", "random-walk-1000", "quiz9")
 SHOWN = 20  # the table lists the components of w up to this d
 
@@ -38,21 +38,14 @@ def features(env: str, kind: str | None, groups: int | None, order: int | None) 
         raise choice_error("env", env, ENVS)
     kind = ("one-hot" if env == "quiz9" else "aggregation") if kind is None else kind
     check_choice("features", kind, FEATURES)
-    if groups is not None and kind != "aggregation":
-        raise ValueError(f"--groups is for --features aggregation, not {kind}")
-    if order is not None and kind not in ("polynomial", "fourier"):
-        raise ValueError(f"--order is for --features polynomial or fourier, not {kind}")
+    settings = {"groups": groups, "order": order}
+    for flag, value in settings.items():
+        if value is not None and kind not in FLAG_KINDS[flag]:
+            raise ValueError(f"--{flag} is for --features {' or '.join(FLAG_KINDS[flag])}, not {kind}")
     mdp = make_mdp(env)
-    if kind == "one-hot":
-        return mdp, state_features(mdp), kind
-    if env == "quiz9":
+    if env == "quiz9" and kind != "one-hot":
         raise ValueError(f"quiz9's states s_A, s_B, s_C have no positions for --features {kind}; use one-hot")
-    n = mdp.nonterminal.size
-    if kind == "aggregation":
-        basis = StateAggregation(check_int("groups", 10 if groups is None else groups, 1, n), 0.5, n + 0.5)
-    else:
-        basis = (Polynomial if kind == "polynomial" else Fourier)(5 if order is None else order, 0.5, n + 0.5)
-    return mdp, on_states(basis, mdp, np.arange(mdp.n_states)), kind   # state s is at position s
+    return mdp, walk_features(mdp, kind, **{k: v for k, v in settings.items() if v is not None}), kind
 
 
 def main(argv: list[str] | None = None) -> int:

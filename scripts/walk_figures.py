@@ -23,49 +23,10 @@ import argparse
 import json
 import time
 
-import numpy as np
-
 from qapprox.approximators import prediction_figures as pf
-from qapprox.approximators.bases import on_states
-from qapprox.approximators.tile_coding import TileCoder
+from qapprox.approximators.prediction_figures import BOOK, DEFAULT, FIGURES
 from qapprox.envs.validation import check_float, check_int, check_seed
 from qapprox.scripts._cli import ArgumentParser, figure_path, finite_float, run
-from qapprox.scripts.fixed_points import features
-
-FIGURES = ("9.1", "9.2", "9.5", "9.10")
-DEFAULT = {"9.1": {"episodes": 20_000, "alpha": 1e-4}, "9.2": {"episodes": 20_000, "alpha": 1e-3, "runs": 100},
-           "9.5": {"episodes": 5_000, "runs": 10}, "9.10": {"episodes": 5_000, "runs": 10}}
-BOOK = {"9.1": {"episodes": 100_000, "alpha": 2e-5}, "9.2": {"episodes": 100_000, "alpha": 2e-4, "runs": 100},
-        "9.5": {"episodes": 5_000, "runs": 30}, "9.10": {"episodes": 5_000, "runs": 30}}
-ORDERS, TILINGS, TILE_WIDTH = (5, 10, 20), (1, 50), 200
-
-
-def tiles(mdp, tilings: int) -> np.ndarray:
-    """x(s) of `tilings` tilings of 200-state tiles on [0.5, n + 0.5], state s at position s (as `features`)."""
-    n = mdp.nonterminal.size
-    coder = TileCoder(tilings, n // TILE_WIDTH, 0.5, n + 0.5, size=tilings * (n // TILE_WIDTH + 1))
-    return on_states(coder, mdp, np.arange(mdp.n_states))
-
-
-def numbers(figure: str, runs: int | None, episodes: int, alpha: float | None, seed: int) -> dict:
-    env = "random-walk-1000"
-    if figure == "9.1":
-        mdp, X, _ = features(env, "aggregation", 10, None)
-        return pf.state_values_figure(mdp, X, n=np.inf, alpha=alpha, episodes=episodes, seed=seed)
-    if figure == "9.2":
-        mdp, X, _ = features(env, "aggregation", 10, None)
-        left = pf.state_values_figure(mdp, X, n=1, alpha=alpha, episodes=episodes, seed=seed)
-        return {"left": left, "right": pf.n_step_sweep(mdp, features(env, "aggregation", 20, None)[1],
-                                                        runs=runs, seed=seed)}
-    if figure == "9.5":
-        X = {f"{kind} order {k}": features(env, kind, None, k)[1] for kind in ("polynomial", "fourier") for k in ORDERS}
-        alphas = {name: pf.BOOK_ALPHA[name.split()[0]] for name in X}
-    else:
-        mdp = features(env, "aggregation", 10, None)[0]
-        X = {f"{t} tiling{'s' * (t > 1)}": tiles(mdp, t) for t in TILINGS}
-        alphas = {name: pf.BOOK_ALPHA["tiling"] / t for name, t in zip(X, TILINGS)}
-    return pf.ve_curves(features(env, "aggregation", 10, None)[0], X, alphas, runs=runs, episodes=episodes, seed=seed)
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n", 1)[1],
@@ -95,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{k} = {v:,}" if isinstance(v, int) else f"{k} = {v:g}" for k, v in settings.items())
               + f", seed {seed}", flush=True)
     start = time.perf_counter()
-    result = numbers(args.figure, runs, episodes, alpha, seed)
+    result = pf.figure_numbers(args.figure, runs=runs, episodes=episodes, alpha=alpha, seed=seed)
     seconds = time.perf_counter() - start
     pf.draw(args.figure, result).savefig(png, dpi=110)
     if args.json:
