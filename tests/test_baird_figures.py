@@ -10,16 +10,11 @@ from qapprox.approximators.baird_figures import FIGURES, METHODS, MU, SAMPLED, b
 from qapprox.approximators.off_policy import pbe, ve
 from qapprox.envs.baird import BAIRD_FEATURES, BAIRD_W0, TARGET_POLICY, baird
 from qapprox.scripts import baird as script
-from qapprox.scripts._cli import run
+from script_calls import exit_status
 
 
 def call(argv: list[str], capsys) -> tuple[int, str, str]:
-    """scripts.baird.main(argv) through run(): (exit status, stdout, stderr)."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_:
-        run(lambda: script.main(argv))
-    out, err = capsys.readouterr()
-    return exit_.value.code, out, err
+    return exit_status(script.main, argv, capsys)
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -20,7 +20,7 @@ from qapprox.approximators.off_policy import ve
 from qapprox.approximators.traces import EpisodeBatch, td_lambda
 from qapprox.envs import FiniteMDP, quiz9_mdp, random_walk, random_walk_1000
 from qapprox.scripts import fixed_points as script
-from qapprox.scripts._cli import run
+from script_calls import exit_status
 
 
 def aggregation(mdp, groups: int) -> np.ndarray:
@@ -184,11 +184,7 @@ def test_gradient_mc_ends_within_its_sampling_error_of_the_projection():
 
 # ------------------------------------------------------------------ qapprox fixed-points
 def call(argv: list[str], capsys) -> tuple[int, str, str]:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_:
-        run(lambda: script.main(argv))
-    out, err = capsys.readouterr()
-    return exit_.value.code, out, err
+    return exit_status(script.main, argv, capsys)
 
 
 def test_command_json_is_the_library_s(walk_1000, capsys):

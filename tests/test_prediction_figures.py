@@ -22,7 +22,7 @@ from qapprox.approximators.semi_gradient import gradient_mc, n_step_td, n_step_t
 from qapprox.approximators.traces import EpisodeBatch
 from qapprox.envs import FiniteMDP, random_walk, random_walk_1000
 from qapprox.scripts import walk_figures as script
-from qapprox.scripts._cli import run
+from script_calls import exit_status
 
 # random_walk(3): states 0 (terminal, −1), 1, 2, 3, 4 (terminal, +1); x(1) = (1, 0), x(2) = (1, 1), x(3) = (0, 1).
 X3 = np.array([[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]], dtype=float)
@@ -181,11 +181,7 @@ def test_sampler_with_zero_probability_states_and_exact_frequencies():
 
 # ------------------------------------------------------------------ qapprox walk-figures
 def call(argv: list[str], capsys) -> tuple[int, str, str]:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_:
-        run(lambda: script.main(argv))
-    out, err = capsys.readouterr()
-    return exit_.value.code, out, err
+    return exit_status(script.main, argv, capsys)
 
 
 @pytest.mark.parametrize("figure, flags, keys", [

@@ -17,17 +17,10 @@ from qapprox.dqn.checkpoint import load_checkpoint
 from qapprox.dqn.command_line import EXIT_DIVERGED
 from qapprox.dqn.config import DQNConfig
 from qapprox.scripts import evaluate, plot_runs, train_dqn
-from qapprox.scripts._cli import run
+from script_calls import exit_status
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--no-progress", "--hidden", "16,16", "--learning-starts", "100", "--eval-interval", "0", "--log-interval", "100"]
-
-
-def exit_status(main, argv, capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as stop:
-        run(lambda: main(argv))
-    out, err = capsys.readouterr()
-    return stop.value.code, out, err
 
 
 # -------------------------------------------------------------- flags and precedence
