@@ -34,6 +34,7 @@ SUBCOMMANDS = {
     "triad": "triad",
     "benchmark": "benchmark",
     "benchmark-linear": "bench_linear",
+    "benchmark-figures": "bench_figures",
     "benchmark-memory": "bench_memory",
 }
 PACKAGE = __package__  # qapprox.scripts (or scripts, run from a checkout; also under python -m)
