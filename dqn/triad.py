@@ -25,6 +25,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
+
 from qapprox.dqn import analysis, sweep
 from qapprox.dqn.config import resolve
 from qapprox.dqn.ray_cluster import ClusterOptions
@@ -123,8 +125,16 @@ def markdown(table: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-PANELS = ((analysis.RETURN_TAG, "greedy return", "linear"), (analysis.Q_MAX_TAG, "largest |q̂| (log)", "log"),
-          (analysis.GAP_TAG, "overestimation gap q̂ − G (symlog)", "symlog"))
+PANELS = ((analysis.RETURN_TAG, "greedy return", "linear", 1), (analysis.Q_MAX_TAG, "largest |q̂| (log)", "log", 1),
+          (analysis.GAP_TAG, "overestimation gap q̂ − G (symlog, smoothed)", "symlog", 9))  # tag, title, y, smoothing
+
+
+def moving_mean(values: np.ndarray, points: int) -> np.ndarray:
+    """The mean of each run of `points` consecutive values (fewer at the ends): per-episode tags are noisy."""
+    if points == 1 or values.size < points:
+        return values
+    kernel = np.ones(points)
+    return np.convolve(values, kernel, "same") / np.convolve(np.ones_like(values), kernel, "same")
 
 
 def plot(root: str | Path, envs: list[str], path: Path) -> None:
@@ -140,12 +150,13 @@ def plot(root: str | Path, envs: list[str], path: Path) -> None:
         for name, values in configs(env).items():
             group = [r for r in runs if r["config"] == config_name(values)]
             cell, n = name.rsplit(", n=", 1)
-            for axis, (tag, _, _) in zip(env_axes, PANELS):
-                steps, mean, low, high = analysis.curve(group, tag)
+            for axis, (tag, _, _, points) in zip(env_axes, PANELS):
+                steps, *lines = analysis.curve(group, tag)
                 if steps.size:
+                    mean, low, high = (moving_mean(line, points) for line in lines)
                     axis.plot(steps, mean, STYLES[int(n)], color=colours[cell], label=f"{name} ({len(group)})")
                     axis.fill_between(steps, low, high, color=colours[cell], alpha=0.12)
-        for axis, (_, title, scale) in zip(env_axes, PANELS):
+        for axis, (_, title, scale, _) in zip(env_axes, PANELS):
             axis.set(title=f"{env}: {title}", xlabel="environment step", yscale=scale)
             axis.grid(alpha=0.3)
         labelled = [axis for axis in env_axes if axis.get_legend_handles_labels()[0]]
