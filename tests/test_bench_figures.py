@@ -5,13 +5,14 @@ test size, --help, and one-line refusals with exit 2."""
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 
 from qapprox.approximators.tile_control import control
 from qapprox.dqn.benchmark.figures import FIGURES, figures_benchmark, sarsa_loop
+from qapprox.scripts import bench_figures
+from script_calls import exit_status
 
 
 @pytest.mark.parametrize("kwargs, episodes, max_steps", [({"n": [1, 4]}, 3, None),
@@ -51,27 +52,14 @@ def test_the_json_has_every_key_at_a_test_size(tmp_path):
     assert result["figures"]["10.2"]["loop_runs_measured"] == 1
 
 
-def _cli(monkeypatch, capsys, *flags: str) -> tuple[int, str, str]:
-    """`qapprox benchmark-figures FLAGS` in this process: (exit code, stdout, stderr)."""
-    from qapprox.scripts import cli
-
-    monkeypatch.setattr(sys, "argv", list(sys.argv))  # cli.main sets argparse's prog through sys.argv
-    with pytest.raises(SystemExit) as exit_:
-        cli.main(["benchmark-figures", *flags])
-    out = capsys.readouterr()
-    return exit_.value.code, out.out, out.err
+def test_help_lists_the_flags_and_the_figures(capsys):
+    code, out, _ = exit_status(bench_figures.main, ["--help"], capsys)
+    assert code == 0 and "--loop-runs" in out and "--quick" in out and all(f in out for f in FIGURES)
 
 
-def test_help_lists_the_flags_and_the_figures(monkeypatch, capsys):
-    code, out, _ = _cli(monkeypatch, capsys, "--help")
-    assert code == 0 and "--loop-runs" in out and "--quick" in out and "qapprox benchmark-figures" in out
-    assert all(f in out for f in FIGURES)
-
-
-@pytest.mark.parametrize("flags", [["--figures", "9.3"], ["--loop-runs", "0"], ["--seed", "-1"], ["--bogus"],
-                                   ["--out", "/"]])
-def test_bad_flags_are_one_line_and_exit_2(monkeypatch, capsys, flags):
-    code, out, err = _cli(monkeypatch, capsys, *flags, "--figures", "9.1") if flags[0] in ("--seed", "--out") else \
-        _cli(monkeypatch, capsys, *flags)
+@pytest.mark.parametrize("flags", [["--figures", "9.3"], ["--loop-runs", "0"], ["--seed", "-1", "--figures", "9.1"],
+                                   ["--bogus"], ["--out", "/", "--figures", "9.1"]])
+def test_bad_flags_are_one_line_and_exit_2(capsys, flags):
+    code, out, err = exit_status(bench_figures.main, flags, capsys)
     assert code == 2 and out == "", out
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
