@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     for figure, r in result["figures"].items():
         print(f"Figure {figure} ({r['protocol_name']} protocol): batched {r['batched_seconds']} s; per-run loop "
               f"{r['loop_seconds_measured']} s measured → {r['loop_seconds_extrapolated']} s extrapolated, "
-              f"speed-up ×{r['speedup']}; results agree: {r['results_agree']}")
+              f"speed-up ×{r['speedup']}"
+              + (f" (learning alone ×{r['learning_speedup']})" if "learning_speedup" in r else "")
+              + f"; results agree: {r['results_agree']}")
     print(f"wrote {args.out}")
     return 0
 

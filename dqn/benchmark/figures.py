@@ -174,15 +174,20 @@ def prediction_loop(figure: str, protocol: dict, loop_runs: int, seed: int) -> d
     mdp = random_walk_1000()
     pi = mdp.uniform_policy()
     mean_length, _ = episode_lengths(mdp, pi, 1)
-    seconds = extrapolated = difference = 0.0
+    seconds = extrapolated = batched_learning = difference = 0.0
     steps_measured, runs_measured, episodes_measured, steps_protocol = 0, [], [], 0.0
     for part in _prediction_parts(figure, protocol):
         runs, episodes, configs = part["runs"], part["episodes"], len(part["X"])
         rng = np.random.default_rng(check_seed("seed", seed))  # learn's generator and first chunk
         batch = EpisodeBatch.sample(mdp, pi, runs, min(max(1, pf.CHUNK_EPISODES // runs), episodes), rng)
+        X = part["X"][0] if configs == 1 else stack_features(part["X"])
+        with np.errstate(over="ignore", invalid="ignore"):  # the batched learning alone, all runs of the chunk
+            start = time.perf_counter()
+            n_step_td(batch, X, n=np.array(part["n"]), alpha=np.array(part["alpha"]))
+            batched_learning += (time.perf_counter() - start) * configs * runs * episodes * mean_length / (
+                configs * int(batch.length.sum()))
         k = min(loop_runs, runs)
         batch = dataclasses.replace(batch, index=batch.index[:k], reward=batch.reward[:k], length=batch.length[:k])
-        X = part["X"][0] if configs == 1 else stack_features(part["X"])
         with np.errstate(over="ignore", invalid="ignore"):
             history = n_step_td(batch, X, n=np.array(part["n"]), alpha=np.array(part["alpha"]))
             start = time.perf_counter()
@@ -202,6 +207,9 @@ def prediction_loop(figure: str, protocol: dict, loop_runs: int, seed: int) -> d
     return {"loop_seconds_measured": seconds, "loop_runs_measured": runs_measured,
             "loop_episodes_measured": episodes_measured, "loop_time_steps_measured": steps_measured,
             "protocol_time_steps_expected": round(steps_protocol), "loop_seconds_extrapolated": extrapolated,
+            # learning alone on both sides (batched_seconds also samples the episodes and measures √VE)
+            "batched_learning_seconds_extrapolated": round(batched_learning, 3),
+            "learning_speedup": round(extrapolated / batched_learning, 2),
             "max_relative_difference": difference, "results_agree": difference <= TOLERANCE}
 
 
