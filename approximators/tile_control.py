@@ -25,7 +25,12 @@ Rows are (configuration, run) pairs — w has shape (rows, |A|·size) — steppi
 MountainCarVectorEnv; each row runs through its own episodes (the env restarts a finished car) and is frozen
 after `episodes` of them, until every row has finished. Row (c, r) is seeded with seed + r in every configuration
 (its car and its own stream of tie-breaks, RowGenerator), so a row's episodes do not depend on the other rows:
-a batch gives the runs it would give one at a time. Dense operations on w and z run over the tiles met so far
+a batch gives the runs it would give one at a time. Frozen rows leave the batch: whenever the rows still learning
+fall to at most half of the rows stepped, only they are kept (their w, the learner's windows or traces, cars and
+random streams; origin[k] is kept row k's row of the result), so there are at most log2(rows) compactions, each
+about one step's work, and the steps stop when the slowest rows finish rather than the whole batch being carried.
+A frozen car no longer meets new tiles, so the coder may number the later tiles in another order than without
+compaction: the same q̂ and steps (w permuted), exactly so while the table has no collisions. Dense operations on w and z run over the tiles met so far
 (the coder numbers tiles in the order it meets them), which is exact: the other weights and traces are 0.
 """
 
@@ -73,7 +78,8 @@ class RowGenerator:
     epsilon_greedy uses. random(shape) gives row k the next prod(shape[1:]) numbers of its own stream;
     integers(high, size) reads a second stream at the row's current position without advancing it (whether
     epsilon_greedy asks for random actions depends on the other rows of the call). rows(mask) is a view on some
-    rows that advances only theirs: a row's numbers depend on its own history alone."""
+    rows that advances only theirs: a row's numbers depend on its own history alone; keep(mask) a generator of those
+    rows' streams alone, where they are."""
 
     def __init__(self, keys: np.ndarray, counters: np.ndarray, index: np.ndarray) -> None:
         self.keys, self.counters, self.index = keys, counters, index
@@ -86,6 +92,10 @@ class RowGenerator:
 
     def rows(self, mask: np.ndarray) -> RowGenerator:
         return RowGenerator(self.keys, self.counters, self.index[mask])
+
+    def keep(self, mask: np.ndarray) -> RowGenerator:
+        index = self.index[mask]
+        return RowGenerator(self.keys[index], self.counters[index], np.arange(index.size))
 
     def random(self, shape) -> np.ndarray:
         shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
@@ -122,6 +132,12 @@ class NStepSarsa:
     def start(self, mask: np.ndarray, i0: np.ndarray) -> None:
         """A new episode for the rows in mask: t = 0, i(S_0, A_0) stored."""
         self.t[mask], self.i[mask, 0] = 0, i0
+
+    def keep(self, mask: np.ndarray) -> None:
+        """Keep only the rows in mask, with their weights and windows (span stays: t mod span must not move)."""
+        self.w, self.alpha, self.n, self.i, self.R, self.t = (
+            v[mask] for v in (self.w, self.alpha, self.n, self.i, self.R, self.t))
+        self.rows = np.arange(self.w.shape[0])
 
     def step(self, reward, i_next, b, done, learning) -> None:
         """Store R_{t+1}, i(S_{t+1}, A_{t+1}); update at τ = t + 1 − n (live rows), or at every remaining τ of the
@@ -161,6 +177,12 @@ class SarsaLambda:
     def start(self, mask: np.ndarray, i0: np.ndarray) -> None:
         self.z[mask] = 0.0
         self.i[mask] = i0
+
+    def keep(self, mask: np.ndarray) -> None:
+        """Keep only the rows in mask, with their weights, traces and F(S, A)."""
+        self.w, self.z, self.alpha, self.gamma_lam, self.i = (
+            v[mask] for v in (self.w, self.z, self.alpha, self.gamma_lam, self.i))
+        self.rows = np.arange(self.w.shape[0])
 
     def _blocks(self, a: np.ndarray) -> np.ndarray:
         """(rows, |A|, met): the part of a (rows, |A|·size) array that can be non-zero."""
@@ -230,7 +252,7 @@ def control(episodes: int, *, runs: int = 1, alpha: float | Sequence[float] = 0.
     check_memory("the weights, traces and snapshots", 8.0 * R * d * (3 + len(snapshots)))
 
     row_alpha, row_second = np.repeat(alpha, runs), np.repeat(second, runs)
-    w = np.zeros((R, d))
+    w = final = np.zeros((R, d))  # w: the rows stepped; final: every row's weights, written when it leaves
     learner = (NStepSarsa(w, row_alpha, row_second.astype(np.int64), gamma, coder.tilings) if lam is None else
                SarsaLambda(w, row_alpha, row_second, gamma, trace, coder.tilings, coder.size))
     seeds = [seed + r for _ in range(configs) for r in range(runs)]
@@ -240,7 +262,7 @@ def control(episodes: int, *, runs: int = 1, alpha: float | Sequence[float] = 0.
     kept = np.zeros((len(snapshots), R, d)) if snapshots else None
     finished, length, total = np.zeros(R, dtype=np.int64), np.zeros(R, dtype=np.int64), 0
 
-    rows, actions = np.arange(R), np.arange(N_ACTIONS)
+    rows, origin, actions = np.arange(R), np.arange(R), np.arange(N_ACTIONS)  # origin[k]: row k's row of the result
 
     def tiles(s: np.ndarray) -> np.ndarray:
         """i(s, a) for every action: (rows, |A|, tilings)."""
@@ -259,7 +281,7 @@ def control(episodes: int, *, runs: int = 1, alpha: float | Sequence[float] = 0.
         while (finished < episodes).any() and (max_steps is None or total < max_steps):
             s_next, reward, terminated, truncated, info = env.step(a)
             done, learning = terminated | truncated, finished < episodes
-            a_next, i_all = np.zeros(R, dtype=np.int64), tiles(s_next)
+            a_next, i_all = np.zeros(rows.size, dtype=np.int64), tiles(s_next)
             a_next[~done] = policy(i_all, ~done)                      # A' ~ ε-greedy(q̂(S', ·, w)), w before the update
             i_next = i_all[rows, a_next]
             b = np.where(done, 0.0, _q(w, rows, i_next))
@@ -272,16 +294,25 @@ def control(episodes: int, *, runs: int = 1, alpha: float | Sequence[float] = 0.
             total += 1
             if done.any():
                 ended = done & learning
-                steps[ended, finished[ended]] = length[ended]
+                steps[origin[ended], finished[ended]] = length[ended]
                 finished += ended
                 for k, episode in enumerate(snapshots):
-                    kept[k, ended & (finished == episode)] = w[ended & (finished == episode)]
+                    at = ended & (finished == episode)
+                    kept[k, origin[at]] = w[at]
                 length[done] = 0
                 a_next[done] = policy(i_all, done)                    # the next episode's A_0, with w after the update
                 learner.start(done, i_all[done, a_next[done]])
+                live = finished < episodes
+                if live.any() and 2 * np.count_nonzero(live) <= live.size:  # compact: step the learning rows alone
+                    final[origin[~live]] = w[~live]
+                    learner.keep(live)
+                    env.keep(live)
+                    w, rng, rows = learner.w, rng.keep(live), np.arange(np.count_nonzero(live))
+                    origin, a_next, finished, length = origin[live], a_next[live], finished[live], length[live]
             a = a_next
+    final[origin] = w
     name = "n" if lam is None else "lam"
-    result = ControlRun(steps.reshape(configs, runs, episodes), w.reshape(configs, runs, d),
+    result = ControlRun(steps.reshape(configs, runs, episodes), final.reshape(configs, runs, d),
                         None if kept is None else kept.reshape(len(snapshots), configs, runs, d), coder,
                         {"alpha": alpha.tolist(), name: second.tolist()}, time.perf_counter() - start_time)
     if log_dir is not None:

@@ -78,6 +78,21 @@ class MountainCarVectorEnv(VectorEnv):
             self.state[i] = (self.generators[i].uniform(low=START_LOW, high=START_HIGH), 0.0)
         self.steps[cars] = 0
 
+    def keep(self, cars) -> None:
+        """Keep only the given cars (an index array or a boolean mask), in that order, with their states, step
+        counts and generators: car k is then the old car cars[k], and its episodes go on as they would have."""
+        cars = np.arange(self.num_envs)[cars]
+        if cars.size == 0:
+            raise ValueError("keep needs at least one car")
+        self.num_envs = cars.size
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.steps = self.steps[cars]
+        if self.state is not None:
+            self.state = self.state[cars]
+        if self.generators is not None:
+            self.generators = [self.generators[i] for i in cars]
+
     def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """One step of every car (module doc); cars whose episode ended restart at once (SAME_STEP autoreset)."""
         if self.state is None:

@@ -156,3 +156,44 @@ def test_refusals(kwargs, match):
     kwargs = {"episodes": 2, **kwargs}
     with pytest.raises(ValueError, match=match):
         control(kwargs.pop("episodes"), **kwargs)
+
+
+@pytest.mark.parametrize("method", [{"n": 1}, {"lam": 0.9}])
+def test_rows_that_finish_early_leave_the_batch_without_changing_any_row(method, monkeypatch):
+    from qapprox.envs.mountain_car import MountainCarVectorEnv
+
+    kept_sizes = []
+    keep = MountainCarVectorEnv.keep
+    monkeypatch.setattr(MountainCarVectorEnv, "keep", lambda env, cars: (kept_sizes.append(int(np.sum(cars))),
+                                                                        keep(env, cars))[1])
+    alphas, seed, runs = [0.1 / 8, 1.6 / 8], 2, 2
+    batch = control(4, runs=runs, alpha=alphas, seed=seed, snapshots=[2], **method)
+    totals = batch.steps.sum(-1)  # the α·8 = 1.6 runs finish their 4 episodes in under half the steps of the others
+    assert totals[1].max() < totals[0].min() / 2 and kept_sizes == [2, 1]  # 4 rows → the 2 slow ones → the slowest
+    grid = np.stack(np.meshgrid(np.linspace(-1.2, 0.6, 15), np.linspace(-0.07, 0.07, 15)), -1).reshape(-1, 2)
+    for c, alpha in enumerate(alphas):
+        for r in range(runs):
+            one = control(4, runs=1, alpha=alpha, seed=seed + r, snapshots=[2], **method)
+            np.testing.assert_array_equal(batch.steps[c, r], one.steps[0, 0])
+            for w_batch, w_one in ((batch.w[c, r], one.w[0, 0]), (batch.snapshots[0, c, r], one.snapshots[0, 0, 0])):
+                np.testing.assert_array_equal(batch.coder.q_values(w_batch, grid, 3), one.coder.q_values(w_one, grid, 3))
+
+
+def test_kept_cars_and_row_streams_go_on_as_they_would_have():
+    from qapprox.envs.mountain_car import MountainCarVectorEnv
+
+    whole, part = MountainCarVectorEnv(4, max_episode_steps=5), MountainCarVectorEnv(4, max_episode_steps=5)
+    whole.reset(seed=7), part.reset(seed=7)
+    actions = np.array([0, 2, 1, 2])
+    for _ in range(3):
+        whole.step(actions), part.step(actions)
+    part.keep(np.array([False, True, False, True]))
+    assert part.num_envs == 2 and part.action_space.shape == (2,)
+    for _ in range(6):  # across the time limit's reset: car 1's and car 3's own generators draw S_0
+        s_whole, *_ = whole.step(actions)
+        s_part, *_ = part.step(actions[[1, 3]])
+        np.testing.assert_array_equal(s_part, s_whole[[1, 3]])
+    streams, alone = RowGenerator.from_seeds([3, 4, 5]), RowGenerator.from_seeds([5])
+    streams.random((3, 2))
+    alone.random((1, 2))
+    np.testing.assert_array_equal(streams.keep(np.array([False, False, True])).random((1, 4)), alone.random((1, 4)))
