@@ -34,6 +34,7 @@ BOOK = {
     "12.10": dict(runs=100, episodes=50, alphas8=tuple(np.round(np.arange(0.1, 2.05, 0.1), 2)),
                   second=(0.0, 0.68, 0.84, 0.92, 0.96, 0.98, 0.99)),
 }
+STEPS_PER_EPISODE_CAP = 1000  # max_steps = episodes × this (module doc)
 PANELS = (1, 12, 104, 1000, 9000)  # Figure 10.1: the cost-to-go after these episodes (those ≤ episodes)
 GRID = 60                           # Figure 10.1: positions × velocities at which −max_a q̂ is drawn
 
@@ -69,26 +70,38 @@ def figure_data(number: str, runs: int | None = None, episodes: int | None = Non
     episodes = check_int("episodes", spec["episodes"] if episodes is None else episodes, 1)
     alphas8 = tuple(float(a) for a in (spec["alphas8"] if alphas8 is None else alphas8))
     second = spec["second"] if second is None else tuple(second)
-    cap = episodes * 1000
+    cap = episodes * STEPS_PER_EPISODE_CAP
     if number == "10.1":
         panels = tuple(k for k in PANELS if k < episodes) + (episodes,)
         result = control(episodes, runs=1, alpha=alphas8[0] / 8, seed=seed, snapshots=panels)
-        grid = _grid()
-        costs = [(-result.coder.q_values(w[0, 0], grid, N_ACTIONS).max(-1)).reshape(GRID, GRID).tolist()
-                 for w in result.snapshots]
+        costs = [cost_to_go(result.coder, w[0, 0]).reshape(GRID, GRID).tolist() for w in result.snapshots]
         return FigureData(number, 1, episodes, seed, alphas8[:1], None, result.seconds, panels=panels,
                           cost_to_go=costs)
+    kwargs = configurations(number, alphas8, second)
+    result = control(episodes, runs=runs, seed=seed, max_steps=cap, **kwargs)
     if number == "10.2":
-        result = control(episodes, runs=runs, alpha=np.array(alphas8) / 8, seed=seed, max_steps=cap)
         return FigureData(number, runs, episodes, seed, alphas8, None, result.seconds,
                           curves=_listed(result.mean_steps))
+    mean = result.steps.mean(axis=(1, 2)).reshape(len(second), len(alphas8))  # over runs and episodes
+    return FigureData(number, runs, episodes, seed, alphas8, second, result.seconds, mean_steps=_listed(mean))
+
+
+def configurations(number: str, alphas8, second) -> dict:
+    """control()'s keyword arguments for the figure's configurations: alpha (and n or lam, trace) per
+    configuration, the values of `second` outer and α inner (the order of FigureData.mean_steps' rows)."""
+    if number in ("10.1", "10.2"):
+        return {"alpha": np.array(alphas8, dtype=float) / 8}
     a, s = np.meshgrid(np.array(alphas8) / 8, np.array(second), indexing="xy")  # (len(second), len(alphas8))
     if number == "10.4" and not np.all(s == np.round(s)):
         raise ValueError(f"Figure 10.4's values are n, integers ≥ 1; got {list(second)}")
-    kwargs = {"n": s.ravel().astype(np.int64)} if number == "10.4" else {"lam": s.ravel(), "trace": "replacing"}
-    result = control(episodes, runs=runs, alpha=a.ravel(), seed=seed, max_steps=cap, **kwargs)
-    mean = result.steps.mean(axis=(1, 2)).reshape(a.shape)  # over runs and episodes
-    return FigureData(number, runs, episodes, seed, alphas8, second, result.seconds, mean_steps=_listed(mean))
+    if number == "10.4":
+        return {"alpha": a.ravel(), "n": s.ravel().astype(np.int64)}
+    return {"alpha": a.ravel(), "lam": s.ravel(), "trace": "replacing"}
+
+
+def cost_to_go(coder, w: np.ndarray) -> np.ndarray:
+    """−max_a q̂(s, a, w) at the GRID × GRID positions × velocities of Figure 10.1 (row = velocity), flat."""
+    return -coder.q_values(w, _grid(), N_ACTIONS).max(-1)
 
 
 def _grid() -> np.ndarray:

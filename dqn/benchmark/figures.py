@@ -215,14 +215,12 @@ def prediction_loop(figure: str, protocol: dict, loop_runs: int, seed: int) -> d
 
 # ------------------------------------------------------------------ control: Figures 10.1, 10.2, 10.4, 12.10
 def _control_configs(number: str, spec: dict) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Each configuration's keyword arguments of sarsa_loop / control, in figure_data's order, and the shared ones."""
-    alphas = np.array(spec["alphas8"], float) / 8
-    if number in ("10.1", "10.2"):
-        return [{"alpha": float(a)} for a in alphas], {}
-    name = "n" if number == "10.4" else "lam"
-    kind = int if number == "10.4" else float
-    shared = {} if number == "10.4" else {"trace": "replacing"}
-    return [{"alpha": float(a), name: kind(v)} for v in spec["second"] for a in alphas], shared
+    """Each configuration's keyword arguments of sarsa_loop / control, in figure_data's order
+    (mountain_car_figures.configurations), and the shared ones."""
+    kwargs = mcf.configurations(number, spec["alphas8"], spec["second"])
+    shared = {k: v for k, v in kwargs.items() if np.ndim(v) == 0}
+    per_config = {k: v for k, v in kwargs.items() if k not in shared}
+    return [{k: v[c].item() for k, v in per_config.items()} for c in range(len(kwargs["alpha"]))], shared
 
 
 def _protocol_steps(data: mcf.FigureData, cap: int) -> tuple[float, float]:
@@ -243,7 +241,7 @@ def control_loop(number: str, spec: dict, data: mcf.FigureData, loop_runs: int, 
         start = time.perf_counter()
         steps, w, coder = sarsa_loop(episodes, seed=seed, **configs[0])
         measured = time.perf_counter() - start
-        cost = -coder.q_values(w, mcf._grid(), N_ACTIONS).max(-1)
+        cost = mcf.cost_to_go(coder, w)
         difference = float(np.max(np.abs(cost - np.ravel(data.cost_to_go[-1]))))
         total = int(np.nansum(steps))
         return {"loop_seconds_measured": measured, "loop_runs_measured": 1, "loop_env_steps_measured": total,
@@ -251,7 +249,7 @@ def control_loop(number: str, spec: dict, data: mcf.FigureData, loop_runs: int, 
                 "max_cost_to_go_difference": difference, "results_agree": difference <= TOLERANCE}
     m = min(loop_runs, len(configs))
     chosen = [k * len(configs) // m for k in range(m)]              # spread over the configurations
-    cap = episodes * 1000                                            # figure_data's max_steps
+    cap = episodes * mcf.STEPS_PER_EPISODE_CAP                       # figure_data's max_steps
     start = time.perf_counter()
     loops = [sarsa_loop(episodes, seed=seed, max_steps=cap, **configs[c], **shared)[0] for c in chosen]
     measured = time.perf_counter() - start
