@@ -104,7 +104,7 @@ def n_step_sweep(mdp: FiniteMDP, X: np.ndarray, *, runs: int, seed: int, episode
     first `episodes` episodes, averaged over them and over `runs` runs, for every (n, α); all configurations
     learn from the same episodes. rms[i][j] is n = ns[i], α = alphas[j] (None where it diverged)."""
     v_pi, _ = _truth(mdp)
-    n, alpha = (a.ravel() for a in np.meshgrid(np.asarray(ns, float), np.asarray(alphas, float), indexing="ij"))
+    n, alpha = sweep_configs(ns, alphas)
     S = mdp.nonterminal
     uniform = np.zeros(mdp.n_states)
     uniform[S] = 1.0 / S.size                                 # the RMS error over S is √VE with μ uniform on S
@@ -114,6 +114,21 @@ def n_step_sweep(mdp: FiniteMDP, X: np.ndarray, *, runs: int, seed: int, episode
     return {"runs": runs, "episodes": episodes, "seed": seed, "d": X.shape[1], "n": list(ns),
             "alpha": [float(a) for a in alphas],
             "rms": [[float(x) if np.isfinite(x) else None for x in row] for row in rms]}
+
+
+def sweep_configs(ns=N_STEPS, alphas=ALPHAS_9_2) -> tuple[np.ndarray, np.ndarray]:
+    """(n, α) of every configuration of Figure 9.2 right, n outer and α inner (the order of its rms rows)."""
+    n, alpha = np.meshgrid(np.asarray(ns, float), np.asarray(alphas, float), indexing="ij")
+    return n.ravel(), alpha.ravel()
+
+
+def basis_curves(mdp: FiniteMDP, figure: str) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Figures 9.5 and 9.10's curves: name → feature matrix, name → the book's α for it."""
+    if figure == "9.5":
+        X = {f"{kind} order {k}": walk_features(mdp, kind, order=k) for kind in ("polynomial", "fourier") for k in ORDERS}
+        return X, {name: BOOK_ALPHA[name.split()[0]] for name in X}
+    X = {f"{t} tiling{'s' * (t > 1)}": walk_features(mdp, "tiles", tilings=t) for t in TILINGS}
+    return X, {name: BOOK_ALPHA["tiling"] / t for name, t in zip(X, TILINGS)}
 
 
 def ve_curves(mdp: FiniteMDP, features: dict[str, np.ndarray], alphas: dict[str, float], *, runs: int,
@@ -143,12 +158,7 @@ def figure_numbers(figure: str, *, runs: int | None, episodes: int, alpha: float
         left = state_values_figure(mdp, groups_10, n=1, alpha=alpha, episodes=episodes, seed=seed)
         return {"left": left, "right": n_step_sweep(mdp, walk_features(mdp, "aggregation", groups=20), runs=runs,
                                                     seed=seed)}
-    if figure == "9.5":
-        X = {f"{kind} order {k}": walk_features(mdp, kind, order=k) for kind in ("polynomial", "fourier") for k in ORDERS}
-        alphas = {name: BOOK_ALPHA[name.split()[0]] for name in X}
-    else:
-        X = {f"{t} tiling{'s' * (t > 1)}": walk_features(mdp, "tiles", tilings=t) for t in TILINGS}
-        alphas = {name: BOOK_ALPHA["tiling"] / t for name, t in zip(X, TILINGS)}
+    X, alphas = basis_curves(mdp, figure)
     return ve_curves(mdp, X, alphas, runs=runs, episodes=episodes, seed=seed)
 
 

@@ -143,19 +143,13 @@ def _prediction_parts(figure: str, protocol: dict) -> list[dict[str, Any]]:
                   "n": [np.inf if figure == "9.1" else 1.0], "alpha": [protocol["alpha"]], "runs": 1,
                   "episodes": protocol["episodes"]}]
         if figure == "9.2":
-            n, alpha = np.meshgrid(np.asarray(pf.N_STEPS, float), np.asarray(pf.ALPHAS_9_2, float), indexing="ij")
+            n, alpha = pf.sweep_configs()
             parts.append({"name": "n-step sweep", "X": [walk_features(mdp, "aggregation", groups=20)] * n.size,
-                          "n": n.ravel().tolist(), "alpha": alpha.ravel().tolist(), "runs": protocol["runs"],
-                          "episodes": 10})
+                          "n": n.tolist(), "alpha": alpha.tolist(), "runs": protocol["runs"], "episodes": 10})
         return parts
-    if figure == "9.5":
-        X = [walk_features(mdp, kind, order=k) for kind in ("polynomial", "fourier") for k in pf.ORDERS]
-        alpha = [pf.BOOK_ALPHA[kind] for kind in ("polynomial", "fourier") for _ in pf.ORDERS]
-    else:
-        X = [walk_features(mdp, "tiles", tilings=t) for t in pf.TILINGS]
-        alpha = [pf.BOOK_ALPHA["tiling"] / t for t in pf.TILINGS]
-    return [{"name": "gradient MC", "X": X, "n": [np.inf] * len(X), "alpha": alpha, "runs": protocol["runs"],
-             "episodes": protocol["episodes"]}]
+    X, alpha = pf.basis_curves(mdp, figure)
+    return [{"name": "gradient MC", "X": list(X.values()), "n": [np.inf] * len(X), "alpha": list(alpha.values()),
+             "runs": protocol["runs"], "episodes": protocol["episodes"]}]
 
 
 def _agree(batched: np.ndarray, loop: np.ndarray) -> float:
