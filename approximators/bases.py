@@ -69,11 +69,16 @@ class Box:
         return np.array([check_int(name, v, low) for v in values], dtype=np.int64)
 
 
-def _allocate(what: str, shape: tuple[int, ...]) -> np.ndarray:
-    """np.zeros(shape), after check_memory when it is large."""
+def check_output(what: str, shape: tuple[int, ...]) -> None:
+    """check_memory for a float64 array of this shape, when it is large (small outputs skip the check's cost)."""
     nbytes = 8.0 * math.prod(shape)
     if nbytes > _CHECKED_BYTES:
         check_memory(what, nbytes)
+
+
+def _allocate(what: str, shape: tuple[int, ...]) -> np.ndarray:
+    """np.zeros(shape), after check_output."""
+    check_output(what, shape)
     return np.zeros(shape)
 
 
@@ -115,7 +120,20 @@ class StateAggregation:
         return x
 
 
-class Polynomial:
+class _ExponentBasis:
+    """A basis over all c_i ∈ {0, …, order}^k of the box's k dimensions (Polynomial and Fourier)."""
+
+    name = ""
+    bounds = (0.0, 1.0)
+
+    def __init__(self, order: int, low, high) -> None:
+        self.box = Box(low, high)
+        self.order = check_int("order", order, 0)
+        self.exponents = _exponents(self.order, self.box.k, self.name)  # C[i] = c_i, shape (d, k)
+        self.d = int(self.exponents.shape[0])
+
+
+class Polynomial(_ExponentBasis):
     """The polynomial basis (§9.5.1, eq. 9.17) on the scaled state: all (order+1)^k monomials
 
         x_i(s) = Π_{j=1}^{k} s̃_j^{c_{i,j}},   c_i ∈ {0, …, order}^k,
@@ -124,12 +142,8 @@ class Polynomial:
     States outside the box are clipped onto it.
     """
 
-    def __init__(self, order: int, low, high) -> None:
-        self.box = Box(low, high)
-        self.order = check_int("order", order, 0)
-        self.exponents = _exponents(self.order, self.box.k, "polynomial")  # C[i] = c_i, shape (d, k)
-        self.d = int(self.exponents.shape[0])
-        self.bounds = (0.0, 1.0)  # s̃ ∈ [0, 1]^k
+    name = "polynomial"
+    bounds = (0.0, 1.0)  # s̃ ∈ [0, 1]^k
 
     def __call__(self, s) -> np.ndarray:
         s_tilde = self.box.unit(s)
@@ -142,7 +156,7 @@ class Polynomial:
         return x
 
 
-class Fourier:
+class Fourier(_ExponentBasis):
     """The Fourier cosine basis (§9.5.2, eq. 9.18) on the scaled state: all (order+1)^k features
 
         x_i(s) = cos(π s̃ᵀc_i),   c_i ∈ {0, …, order}^k,
@@ -151,18 +165,12 @@ class Fourier:
     States outside the box are clipped onto it.
     """
 
-    def __init__(self, order: int, low, high) -> None:
-        self.box = Box(low, high)
-        self.order = check_int("order", order, 0)
-        self.exponents = _exponents(self.order, self.box.k, "Fourier")  # C[i] = c_i, shape (d, k)
-        self.d = int(self.exponents.shape[0])
-        self.bounds = (-1.0, 1.0)
+    name = "Fourier"
+    bounds = (-1.0, 1.0)
 
     def __call__(self, s) -> np.ndarray:
         s_tilde = self.box.unit(s)
-        nbytes = 8.0 * math.prod(s_tilde.shape[:-1]) * self.d
-        if nbytes > _CHECKED_BYTES:
-            check_memory("the Fourier features", nbytes)
+        check_output("the Fourier features", (*s_tilde.shape[:-1], self.d))
         return np.cos(np.pi * (s_tilde @ self.exponents.T))
 
 

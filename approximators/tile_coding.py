@@ -33,8 +33,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from qapprox.approximators.bases import Box
-from qapprox.approximators.limits import check_memory
+from qapprox.approximators.bases import Box, check_output
 from qapprox.envs.validation import check_array, check_choice, check_int
 
 OFFSETS = ("asymmetric", "uniform")
@@ -143,8 +142,7 @@ class TileCoder:
         state were hashed onto one index), so that wᵀx(s) = value(w, s) always."""
         i = self.active(s)
         rows = math.prod(i.shape[:-1])
-        if 8.0 * rows * self.size > 2**26:
-            check_memory("the dense tile features", 8.0 * rows * self.size)
+        check_output("the dense tile features", (rows, self.size))
         flat = (i.reshape(rows, self.tilings) + self.size * np.arange(rows)[:, None]).ravel()
         return np.bincount(flat, minlength=rows * self.size).astype(np.float64).reshape(*i.shape[:-1], self.size)
 
