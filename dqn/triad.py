@@ -91,12 +91,16 @@ def run(envs: list[str], seeds: str, root: str | Path, total_timesteps: int | No
 
 
 # ---------------------------------------------------------------- the table and the figure
-def rows(root: str | Path, envs: list[str]) -> list[dict]:
+def collect(root: str | Path, envs: list[str]) -> dict[str, list[dict]]:
+    """env → every trial of its sweep in root/<env> (dqn.analysis.collect: the event files read once)."""
+    return {env: analysis.collect(env_dir(root, env)) for env in envs}
+
+
+def rows(collected: dict[str, list[dict]]) -> list[dict]:
     """One row per env × cell × n: the sweep report's statistics over the finished seeds (dqn.analysis),
     with the env, the cell and n named."""
     table = []
-    for env in envs:
-        runs = analysis.collect(env_dir(root, env))
+    for env, runs in collected.items():
         _, config_rows = analysis.aggregate(runs, analysis.reward_threshold(env))
         by_name = {row["config"]: row for row in config_rows}
         for name, values in configs(env).items():
@@ -105,7 +109,7 @@ def rows(root: str | Path, envs: list[str]) -> list[dict]:
                 cell, n = name.rsplit(", n=", 1)
                 table.append({"env": env, "cell": cell, "n_step": int(n), **row})
     if not table:
-        raise FileNotFoundError(f"no triad trials under {root} for {', '.join(envs)}")
+        raise FileNotFoundError(f"no triad trials for {', '.join(collected)}")
     return table
 
 
@@ -137,16 +141,16 @@ def moving_mean(values: np.ndarray, points: int) -> np.ndarray:
     return np.convolve(values, kernel, "same") / np.convolve(np.ones_like(values), kernel, "same")
 
 
-def plot(root: str | Path, envs: list[str], path: Path) -> None:
+def plot(collected: dict[str, list[dict]], path: Path) -> None:
     """A row per env: greedy return, largest |q̂| and the overestimation gap of each cell × n over the
     steps, as the mean over seeds with its bootstrap 95 % band (dqn.analysis.curve)."""
     from matplotlib.figure import Figure  # no pyplot: the caller's backend stays as it is
 
     colours = dict(zip(CELLS, ("tab:blue", "tab:orange", "tab:green", "tab:red")))
-    figure = Figure(figsize=(16, 4.2 * len(envs)))
-    axes = figure.subplots(len(envs), len(PANELS), squeeze=False)
-    for env, env_axes in zip(envs, axes):
-        runs = [r for r in analysis.collect(env_dir(root, env)) if r["finished"]]
+    figure = Figure(figsize=(16, 4.2 * len(collected)))
+    axes = figure.subplots(len(collected), len(PANELS), squeeze=False)
+    for (env, trials), env_axes in zip(collected.items(), axes):
+        runs = [r for r in trials if r["finished"]]
         for name, values in configs(env).items():
             group = [r for r in runs if r["config"] == config_name(values)]
             cell, n = name.rsplit(", n=", 1)
@@ -170,9 +174,10 @@ def plot(root: str | Path, envs: list[str], path: Path) -> None:
 def report(root: str | Path, envs: list[str]) -> dict[str, Path]:
     """Write root/triad.md, triad.csv (a row per env × cell × n) and triad.png; return their paths."""
     root = Path(root)
-    table = rows(root, envs)
+    collected = collect(root, envs)
+    table = rows(collected)
     paths = {name: root / name for name in ("triad.md", "triad.csv", "triad.png")}
     paths["triad.md"].write_text(markdown(table))
     analysis.write_csv(paths["triad.csv"], table)
-    plot(root, envs, paths["triad.png"])
+    plot(collected, paths["triad.png"])
     return paths

@@ -65,7 +65,7 @@ def synthetic_triad(tmp_path, monkeypatch):
 
 def test_table_and_figure_by_hand(synthetic_triad):
     paths = triad.report(synthetic_triad, ["CartPole-v1"])
-    default, no_target = triad.rows(synthetic_triad, ["CartPole-v1"])  # cells without trials are left out
+    default, no_target = triad.rows(triad.collect(synthetic_triad, ["CartPole-v1"]))  # cells without trials are left out
     assert (default["cell"], default["n_step"], default["seeds"], default["solved"]) == ("default", 3, 2, 2)
     assert default["steps_to_solve_mean"] == 3750.0  # seed 0 at 5000, seed 1 at 2500 (480 ≥ 475)
     assert default["final_return_mean"] == 495.0 and default["q_max_abs_mean"] == 30.5
