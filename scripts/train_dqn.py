@@ -1,6 +1,6 @@
 """Train DQN: `qapprox train` solves CartPole-v1 with the default preset.
 
-A thin front: the flags (one per DQNConfig field), the work and the exit codes (0 done, 1 diverged, 2 bad
+A thin front: the flags (one per DQNConfig field), the work and the exit codes (0 done, 4 diverged, 2 bad
 input, 3 disk full or read-only, 130 stopped by Ctrl-C) are qapprox.dqn.train_cli's; see --help.
 """
 
