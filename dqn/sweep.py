@@ -39,7 +39,7 @@ from qapprox.dqn.env_factory import make_env
 from qapprox.dqn.ray_cluster import ClusterOptions
 from qapprox.dqn.trial import KILL_TRIAL_VARIABLE, Trial, TrialFailed, TrialInterrupted, pending, run_trial
 from qapprox.dqn.trial_files import config_name, read_json
-from qapprox.envs.validation import check_int, check_name, check_seed, shown
+from qapprox.envs.validation import check_int, check_name, check_seed, parse_seeds, shown
 
 MAX_TRIALS = 100_000  # configurations × seeds: each trial is a directory, a Ray task and a line of the report
 NAME_MAX = 255  # bytes in one path component (ext4, xfs, btrfs, tmpfs)
@@ -50,30 +50,6 @@ SET_BY_SWEEP = {"env_id": "--env", "seed": "--seeds", "logdir": "--sweep-dir", "
 
 
 # ---------------------------------------------------------------- what to run
-def parse_seeds(text: str, limit: int = MAX_TRIALS) -> list[int]:
-    """'0-9' → 0..9; '0,3,7-8' → [0, 3, 7, 8]; duplicates dropped, order kept.
-
-    The ranges are counted before any list is built: listing more than `limit` seeds (duplicates
-    included) is a one-line ValueError, not an allocation."""
-    spans: list[tuple[int, int]] = []
-    for part in text.split(","):
-        low, dash, high = part.strip().partition("-")
-        try:
-            start = int(low)
-            stop = int(high) if dash else start
-        except ValueError:
-            raise ValueError(f"seeds={shown(text)} is not a list of integers and ranges like 0-9,12") from None
-        if stop < start:
-            raise ValueError(f"seeds={shown(text)}: range {part.strip()} ends before it starts")
-        spans.append((start, stop))
-    if any(start < 0 for start, _ in spans):
-        raise ValueError(f"seeds={shown(text)} has a negative seed")
-    listed = sum(stop - start + 1 for start, stop in spans)
-    if listed > limit:
-        raise ValueError(f"seeds={shown(text)} lists {listed:,} seeds; a sweep has at most {limit:,} trials")
-    return list(dict.fromkeys(itertools.chain.from_iterable(range(a, b + 1) for a, b in spans)))
-
-
 def check_trial_count(configurations: int, seeds: int | None = None, limit: int = MAX_TRIALS) -> None:
     """Refuse (one line) a sweep of more than `limit` trials, before its trials are built."""
     trials = configurations * (1 if seeds is None else seeds)
@@ -262,7 +238,7 @@ def prepare_trials(sweep_dir: Path, env: str, seeds: str, configs: list[dict[str
     Ray installed, the cluster's options, the seeds, the env and each configuration's DQNConfig."""
     ray_cluster.check_ray_installed()
     cluster.check(bench)
-    seed_list = parse_seeds(seeds)
+    seed_list = parse_seeds(seeds, MAX_TRIALS)
     check_env(env)
     check_configs(env, configs, fixed, total_timesteps, seed_list)
     return make_trials(sweep_dir, env, seed_list, configs, fixed, total_timesteps, device="cpu")

@@ -17,6 +17,8 @@ What the machine allows (CPUs, memory) is checked in qapprox.approximators.limit
 
 from __future__ import annotations
 
+import itertools
+
 import math
 from collections.abc import Collection
 from typing import Any
@@ -172,3 +174,28 @@ def check_name(field: str, name: str) -> str:
     if not isinstance(name, str) or not name or name in (".", "..") or any(c in name for c in "/\\\0"):
         raise ValueError(f"{field}={name!r} must be a plain name: no '/', '\\', '..' or NUL")
     return name
+
+
+def parse_seeds(text: str, limit: int) -> list[int]:
+    """'0-9' → 0..9; '0,3,7-8' → [0, 3, 7, 8]; duplicates dropped, order kept: the seeds of a sweep's
+    trials (`qapprox sweep --seeds`) and of a population's members (`qapprox train --seeds`).
+
+    The ranges are counted before any list is built: listing more than `limit` seeds (duplicates
+    included) is a one-line ValueError, not an allocation."""
+    spans: list[tuple[int, int]] = []
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        try:
+            start = int(low)
+            stop = int(high) if dash else start
+        except ValueError:
+            raise ValueError(f"seeds={shown(text)} is not a list of integers and ranges like 0-9,12") from None
+        if stop < start:
+            raise ValueError(f"seeds={shown(text)}: range {part.strip()} ends before it starts")
+        spans.append((start, stop))
+    if any(start < 0 for start, _ in spans):
+        raise ValueError(f"seeds={shown(text)} has a negative seed")
+    listed = sum(stop - start + 1 for start, stop in spans)
+    if listed > limit:
+        raise ValueError(f"seeds={shown(text)} lists {listed:,} seeds; at most {limit:,} are allowed")
+    return list(dict.fromkeys(itertools.chain.from_iterable(range(a, b + 1) for a, b in spans)))

@@ -31,11 +31,11 @@ FIELDS = {"learning_rate": float, "double_q": bool, "batch_size": int, "loss": s
 
 
 def test_seeds_ranges_and_lists():
-    assert sweep.parse_seeds("0-3") == [0, 1, 2, 3]
-    assert sweep.parse_seeds("5,0-1,1,9") == [5, 0, 1, 9]
+    assert sweep.parse_seeds("0-3", sweep.MAX_TRIALS) == [0, 1, 2, 3]
+    assert sweep.parse_seeds("5,0-1,1,9", sweep.MAX_TRIALS) == [5, 0, 1, 9]
     for bad in ("3-1", "a", "1,,2", "-1"):
         with pytest.raises(ValueError, match="seeds="):
-            sweep.parse_seeds(bad)
+            sweep.parse_seeds(bad, sweep.MAX_TRIALS)
 
 
 def test_grid_is_a_product_in_flag_order_with_canonical_values():

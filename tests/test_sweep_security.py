@@ -77,7 +77,7 @@ MANY_RATES = "learning_rate=" + ",".join(f"{i}e-5" for i in range(1, 102))  # 10
     (["--total-timesteps", "1e30"], "--total-timesteps: invalid int value: '1e30'"),
     (["--total-timesteps", str(10**30)], f"total_timesteps={10**30} must be an integer in [0, 2**53]"),
     (["--env", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
-    (["--seeds", "0-100000000"], "seeds='0-100000000' lists 100,000,001 seeds; a sweep has at most 100,000 trials"),
+    (["--seeds", "0-100000000"], "seeds='0-100000000' lists 100,000,001 seeds; at most 100,000 are allowed"),
     (["--seeds", "4294967296"], "seed=4294967296 must be an integer in [0, 4,294,967,295]"),
     (["--seeds", "0-999", "--grid", MANY_RATES],
      "101 configurations × 1,000 seed(s) = 101,000 trials; at most 100,000 trials are allowed"),
@@ -115,12 +115,12 @@ def test_a_sweep_dir_that_is_a_file_is_refused(no_ray, monkeypatch, capsys, tmp_
 def test_seed_ranges_are_counted_not_listed():
     start = time.perf_counter()
     with pytest.raises(ValueError, match="lists 10,000,000,000,001 seeds"):
-        sweep.parse_seeds("0-10000000000000")
+        sweep.parse_seeds("0-10000000000000", sweep.MAX_TRIALS)
     with pytest.raises(ValueError, match="lists 100,002 seeds"):  # duplicates count: 2 × 50,001
         sweep.parse_seeds("0-50000,0-50000", limit=100_000)
     assert time.perf_counter() - start < 0.5
-    assert sweep.parse_seeds("3,0-2,1") == [3, 0, 1, 2]
-    assert len(sweep.parse_seeds("0-99999")) == 100_000
+    assert sweep.parse_seeds("3,0-2,1", sweep.MAX_TRIALS) == [3, 0, 1, 2]
+    assert len(sweep.parse_seeds("0-99999", sweep.MAX_TRIALS)) == 100_000
 
 
 def test_trial_directories_stay_inside_the_sweep_dir(tmp_path):
