@@ -15,12 +15,13 @@ epsilon_greedy_probabilities writes π(a|s) out, for exact evaluation of the pol
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 
-def epsilon_greedy(q: np.ndarray | Callable[[], np.ndarray], epsilon: float, rng: np.random.Generator, *,
+def epsilon_greedy(q: np.ndarray | Callable[[], np.ndarray], epsilon: float,
+                   rng: np.random.Generator | Sequence[np.random.Generator], *,
                    shape: tuple[int, ...] | None = None, random_ties: bool = False) -> np.ndarray:
     """A ~ ε-greedy(q) for every row of q (module doc); returns the actions, of shape q.shape[:-1].
 
@@ -28,21 +29,37 @@ def epsilon_greedy(q: np.ndarray | Callable[[], np.ndarray], epsilon: float, rng
     only when some row acts greedily, so when every row explores no value is computed.
     The draws from `rng`, in order: with `random_ties` one uniform per action value (to break ties); one
     uniform per row (the row explores where it is < ε); if some row explores, one random action per row.
+    `rng` may be a sequence of K generators, one per slice q[k] of the leading dimension (the members of a
+    population): slice k then draws from generator k exactly what a call on q[k] alone would.
     """
-    *rows, n_actions = np.shape(q) if shape is None else shape
-    tie_breaks = rng.random((*rows, n_actions)) if random_ties else None
-    explore = rng.random(rows) < epsilon  # with probability ε a row takes a uniformly random action
-    explorers = np.count_nonzero(explore)
-    if explorers == explore.size:
-        return rng.integers(n_actions, size=rows)
+    members = isinstance(rng, Sequence)  # one generator per member (a generator-like object otherwise)
+    generators = list(rng) if members else [rng]
+    dims = np.shape(q) if shape is None else shape
+    *rows, n_actions = dims if members else (1, *dims)
+    if rows[0] != len(generators):
+        raise ValueError(f"{len(generators)} generators for q of shape {tuple(dims)}: one per slice of the first dimension")
+    member_rows = tuple(rows[1:])
+
+    def each(draw: Callable[[int, np.random.Generator], np.ndarray]) -> np.ndarray:  # generator k's draw: slice k
+        if len(generators) == 1:
+            return draw(0, generators[0])[None]
+        return np.stack([draw(k, g) for k, g in enumerate(generators)])
+
+    tie_breaks = each(lambda k, g: g.random((*member_rows, n_actions))) if random_ties else None
+    explore = each(lambda k, g: g.random(member_rows) < epsilon)  # with probability ε a random action
+    explorers = explore.reshape(len(generators), -1).any(axis=1).tolist()
+    random_actions = each(lambda k, g: g.integers(n_actions, size=member_rows) if explorers[k]
+                          else np.zeros(member_rows, dtype=np.int64)) if any(explorers) or not explore.size else None
+    if explore.all():
+        return random_actions if members else random_actions[0]
     values = q() if callable(q) else np.asarray(q)
+    values = values if members else values[None]
     if random_ties:  # argmax over A* of independent uniforms: each maximiser equally likely
         greedy = np.argmax((values == values.max(axis=-1, keepdims=True)) * (1.0 + tie_breaks), axis=-1)
     else:
         greedy = values.argmax(axis=-1)
-    if not explorers:
-        return greedy
-    return np.where(explore, rng.integers(n_actions, size=rows), greedy)
+    actions = np.where(explore, random_actions, greedy) if random_actions is not None else greedy
+    return actions if members else actions[0]
 
 
 def epsilon_greedy_probabilities(q: np.ndarray, epsilon: float, *, random_ties: bool = False) -> np.ndarray:

@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from qapprox.approximators.backprop import Autograd, ByHand, backprop, flatten_parameters, supports_by_hand
+from qapprox.approximators.backprop import (Autograd, ByHand, backprop, flatten_members, flatten_parameters,
+                                           supports_by_hand)
 from qapprox.approximators.mlp import MLP
 from qapprox.approximators.networks import (Dense, Dropout, build, linear_q_network, mlp_q_network,
                                     nature_cnn_q_network)
@@ -550,7 +551,8 @@ def test_dqn_update_matches_plain_autograd_and_adam(changes):
     with torch.no_grad():
         q_max_abs = agent.q(batch.obs).abs().max()  # over every action of every S_i, before the step
     got_loss, got_td_abs, got_q_mean, got_norm, got_q_max_abs = agent.algorithm.update(batch)
-    assert got_q_max_abs.item() == q_max_abs.item()
+    # ByHand's batched products (bmm over the members) and nn.Linear's addmm may round differently at small shapes
+    torch.testing.assert_close(got_q_max_abs.reshape(()), q_max_abs, rtol=1e-6, atol=0)
     torch.testing.assert_close(got_loss.reshape(()), loss, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(got_td_abs, delta.abs(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(got_q_mean.reshape(()), q_mean, rtol=1e-5, atol=1e-6)
@@ -577,3 +579,71 @@ def test_dqn_prioritized_loss_is_the_weighted_mean():
     torch.testing.assert_close(loss.reshape(()), expected, rtol=1e-5, atol=1e-6)
     uniform = (0.5 * td_abs**2).mean()
     assert abs(loss.item() - uniform.item()) > 1e-3
+
+
+# ------------------------------------------------------------- members: K networks as the rows of one w
+def members(kind: str, seeds=(0, 1, 2), obs_shape=(4,), **kwargs) -> list[nn.Module]:
+    from qapprox.approximators.networks import q_network
+
+    models = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        models.append(q_network(kind, obs_shape, 3, (32, 16), "relu", **kwargs))
+    return models
+
+
+def test_flatten_members_puts_model_k_in_row_k_and_refuses_other_architectures():
+    models = members("mlp")
+    before = [torch.cat([p.detach().flatten() for p in m.parameters()]) for m in models]
+    w, grad = flatten_members(models)
+    size = before[0].numel()  # 739: rows are padded to a multiple of ROW_ALIGNMENT = 16, with zeros
+    assert w.shape == grad.shape == (3, 752) and not w[:, size:].any()
+    for k, m in enumerate(models):
+        assert torch.equal(w[k, :size], before[k])
+        assert all(p.untyped_storage().data_ptr() == w.untyped_storage().data_ptr() for p in m.parameters())
+    w[1, 0] = 5.0  # the parameters are views: a write to row 1 shows in model 1 only
+    assert models[1][0].weight[0, 0] == 5.0 and models[0][0].weight[0, 0] != 5.0
+    with pytest.raises(ValueError, match="one architecture"):
+        flatten_members([members("mlp")[0], mlp_q_network(4, 3, (8,))])
+    apart = members("mlp")
+    for model in apart:
+        flatten_parameters(model)  # each flat on its own, not rows of one w
+    with pytest.raises(ValueError, match="rows of one tensor"):
+        ByHand(apart)
+
+
+@pytest.mark.parametrize("batch", [1, 5, 64])
+def test_by_hand_over_members_is_each_member_alone_bit_for_bit(batch):
+    models = members("mlp")
+    alone = [copy.deepcopy(m) for m in models]
+    w, grad = flatten_members(models)
+    x, eps = torch.randn(3, batch, 4), torch.randn(3, batch, 3)
+    together = ByHand(models)
+    y = together.forward(x.clone())
+    together.backward(eps)
+    for k, model in enumerate(alone):
+        _, grad_k = flatten_parameters(model)
+        net = ByHand([model])  # one member: the same batched products
+        assert torch.equal(net.forward(x[k:k + 1].clone())[0], y[k])
+        net.backward(eps[k:k + 1])
+        assert torch.equal(grad_k, grad[k, :len(grad_k)])
+        torch.testing.assert_close(grad_k, autograd_gradient(copy.deepcopy(model), x[k], eps[k]), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind, obs_shape, extra", [("mlp", (4,), {"dueling": True}), ("cnn", (4, 84, 84), {}),
+                                                     ("linear", (4,), {})])
+def test_autograd_over_members_is_each_member_through_autograd(kind, obs_shape, extra):
+    models = members(kind, obs_shape=obs_shape, **extra)
+    alone = [copy.deepcopy(m) for m in models]
+    w, grad = flatten_members(models)
+    w = nn.Parameter(w)
+    w.grad = grad
+    net = backprop(models, w)
+    assert isinstance(net, Autograd)  # the linear q̂ is a bare nn.Linear, not a Sequential: autograd too
+    x, eps = torch.randn(3, 2, *obs_shape), torch.randn(3, 2, 3)
+    w_size = sum(p.numel() for p in alone[0].parameters())
+    y = net.forward(x)
+    net.backward(eps)
+    for k, model in enumerate(alone):
+        torch.testing.assert_close(y[k], model(x[k]), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(grad[k, :w_size], autograd_gradient(model, x[k], eps[k]), rtol=1e-5, atol=1e-6)
