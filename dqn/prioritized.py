@@ -32,18 +32,24 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         priority_eps: float = 1e-6, **base: Any,
     ):
         """alpha is α, beta0 the first β, priority_eps the ε of p_i; capacity, obs_shape and `base` (obs_dtype,
-        n_envs, n_step, gamma, device, seed, by keyword) are ReplayBuffer's, with its defaults."""
+        n_envs, n_step, gamma, device, seed, by keyword) are ReplayBuffer's, with its defaults. Each member has
+        its own sum-tree over its rows and its own largest priority; β is shared."""
         self.alpha = check_float("alpha", alpha, 0.0)
         self.priority_eps = check_float("priority_eps", priority_eps, 0.0, low_open=True)  # ε of p_i = |δ_i| + ε
         self.beta0 = check_float("beta0", beta0, 0.0, 1.0)
         super().__init__(capacity, obs_shape, **base)
         self.beta = self.beta0
-        self.max_priority = 1.0  # p given to new transitions
-        self._tree = SumTree(len(self._valid))
+        self._max_priorities = np.ones(self.members)  # per member: p given to its new transitions
+        self._trees = [SumTree(self._member_rows) for _ in range(self.members)]
+
+    @property
+    def max_priority(self) -> float | np.ndarray:
+        """The largest priority seen (p of new transitions): a float for one member, (K,) for a population."""
+        return float(self._max_priorities[0]) if self.members == 1 else self._max_priorities.copy()
 
     @property
     def nbytes(self) -> int:
-        return super().nbytes + self._tree.sums.nbytes + self._tree.mins.nbytes
+        return super().nbytes + sum(tree.sums.nbytes + tree.mins.nbytes for tree in self._trees)
 
     def max_priority_of(self, max_priority: float) -> float:
         """The largest p^α a leaf may hold when the largest priority seen is `max_priority` (rounding aside)."""
@@ -53,24 +59,41 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         """β of the importance weights, in [0, 1]."""
         self.beta = check_float("beta", beta, 0.0, 1.0)
 
+    def _by_member(self, rows: np.ndarray):
+        """(member k, its rows numbered from its first row, the positions in `rows`) for every member in `rows`."""
+        if self.members == 1:
+            yield 0, rows, slice(None)
+            return
+        owner = rows // self._member_rows
+        for k in np.unique(owner).tolist():
+            where = np.flatnonzero(owner == k)
+            yield k, rows[where] - k * self._member_rows, where
+
     def _commit(self, written: np.ndarray, emitted: np.ndarray) -> int:
         overwritten = super()._commit(written, emitted)
         if overwritten:  # p = 0 where no transition starts now (other rows without one hold 0 already) …
-            self._tree.update(written, 0.0)
-        self._tree.update(emitted, self.max_priority**self.alpha)  # … and the largest p for new ones
+            for k, rows, _ in self._by_member(written):
+                self._trees[k].update(rows, 0.0)
+        for k, rows, _ in self._by_member(emitted):  # … and the largest p for new ones
+            self._trees[k].update(rows, self._max_priorities[k] ** self.alpha)
         return overwritten
 
     def sample(self, batch_size: int, batches: int = 1) -> Batch:
-        """B transitions drawn ∝ p^α (stratified), with importance weights w. One minibatch per call:
-        the priorities change after each update."""
+        """B transitions of each member drawn ∝ p^α (stratified) from its own tree and generator, with
+        importance weights w normalised by its own smallest p. One minibatch per call: the priorities change
+        after each update."""
         if batches != 1:
             raise ValueError(f"batches={batches!r}: prioritized replay samples one minibatch at a time")
         self._check_batch_size(batch_size)
-        total = self._tree.total
-        u = (np.arange(batch_size) + self._rng.random(batch_size)) * (total / batch_size)
-        indices = self._tree.find(u)
-        weights = (self._tree.values[indices] / self._tree.min) ** -self.beta
-        return self._gather(indices, weights)
+        indices, weights = [], []
+        for k, (tree, rng) in enumerate(zip(self._trees, self._rngs)):
+            u = (np.arange(batch_size) + rng.random(batch_size)) * (tree.total / batch_size)
+            rows = tree.find(u)
+            weights.append((tree.values[rows] / tree.min) ** -self.beta)
+            indices.append(rows + k * self._member_rows)
+        if self.members == 1:
+            return self._gather(indices[0], weights[0])
+        return self._gather(np.concatenate(indices), np.concatenate(weights))
 
     def update_priorities(self, indices, td_errors) -> None:
         """p_i ← |δ_i| + priority_eps for sampled rows (a row that no longer holds a transition is skipped)."""
@@ -88,36 +111,39 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         keep = self._valid[indices]  # rows overwritten since sampling keep their new priority
         indices, first = np.unique(indices[keep], return_index=True)
         priorities = priorities[keep][first]
-        if len(indices):
-            self.max_priority = max(self.max_priority, float(priorities.max()))
-            self._tree.update(indices, priorities**self.alpha)
+        for k, rows, where in self._by_member(indices):
+            if len(rows):
+                member = priorities[where]
+                self._max_priorities[k] = max(self._max_priorities[k], float(member.max()))
+                self._trees[k].update(rows, member**self.alpha)
 
     def _settings(self) -> dict:
         return {**super()._settings(), "alpha": self.alpha}
 
-    def state_dict(self) -> dict:
+    def member_state(self, k: int) -> dict:
         return {
-            **super().state_dict(),
-            "priorities": torch.from_numpy(self._tree.values),
-            "max_priority": self.max_priority,
+            **super().member_state(k),
+            "priorities": torch.from_numpy(self._trees[k].values.copy()),
+            "max_priority": float(self._max_priorities[k]),
             "beta": self.beta,
         }
 
-    def load_state_dict(self, state: dict, n_actions: int | None = None) -> None:
+    def load_member_state(self, k: int, state: dict, n_actions: int | None = None) -> None:
+        tree = self._trees[k]
         priorities = state.get("priorities") if isinstance(state, dict) else None
-        if not isinstance(priorities, torch.Tensor) or tuple(priorities.shape) != (self._tree.size,) or \
+        if not isinstance(priorities, torch.Tensor) or tuple(priorities.shape) != (tree.size,) or \
                 priorities.dtype != torch.float64 or not torch.isfinite(priorities).all():
-            raise ValueError(f"replay state 'priorities' must be finite float64 numbers of shape ({self._tree.size},)")
+            raise ValueError(f"replay state 'priorities' must be finite float64 numbers of shape ({tree.size},)")
         max_priority = check_float("replay state 'max_priority'", state.get("max_priority"), 0.0, low_open=True)
         beta = check_float("replay state 'beta'", state.get("beta"), 0.0, 1.0)
         valid = state.get("valid")
-        if isinstance(valid, torch.Tensor) and valid.shape == self._valid.shape and valid.dtype == torch.bool:
+        if isinstance(valid, torch.Tensor) and valid.shape == (tree.size,) and valid.dtype == torch.bool:
             valid, leaves = valid.numpy(), priorities.numpy()  # p^α > 0 exactly where a transition is
             if (leaves[~valid] != 0).any() or (leaves[valid] <= 0).any() or \
                     (leaves > self.max_priority_of(max_priority)).any():
                 raise ValueError("replay state 'priorities' must be > 0 (and ≤ max_priority^alpha) exactly on the "
                                  "rows holding transitions and 0 elsewhere")
-        super().load_state_dict(state, n_actions)  # checks the rest (and refuses a `valid` of another shape)
-        self._tree.set_values(priorities.cpu().numpy())
-        self.max_priority = max_priority
+        super().load_member_state(k, state, n_actions)  # checks the rest (and refuses a `valid` of another shape)
+        tree.set_values(priorities.cpu().numpy())
+        self._max_priorities[k] = max_priority
         self.set_beta(beta)

@@ -26,12 +26,20 @@ filling) differ only in which starts they select; one code path stores them.
 
 Sampling indexes preallocated numpy arrays with one index array per batch; the batch crosses to
 `device` in one place (`_to_device`), zero-copy on the CPU.
+
+Members. With a sequence of K seeds the buffer holds K independent members (a population of agents, one
+per seed): member k owns the rings of envs k·N … (k+1)·N − 1 (rows k·N·slots …), its own count, fill level
+and sampling generator (and, prioritized, its own sum-tree). add() takes the K·N envs' step at once (the
+ring logic is per env anyway), sample() draws each member's B rows from its own generator exactly as a
+buffer of that member alone would and gathers all K·B rows member-major in one indexing, and
+member_state(k) is what that buffer's state_dict() would be. One member is K = 1.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -85,7 +93,7 @@ class ReplayBuffer:
         n_step: int = 1,
         gamma: float = 0.99,
         device: str | torch.device = "cpu",
-        seed: int | None = None,
+        seed: int | None | Sequence[int] = None,
     ):
         self.capacity = check_int("capacity", capacity, 1)
         self.n_envs = check_int("n_envs", n_envs, 1)
@@ -102,14 +110,22 @@ class ReplayBuffer:
             raise ValueError(f"device={device!r} is not a torch device") from None
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={device!r} is not available here (torch.cuda.is_available() is False)")
-        if seed is not None:
-            check_seed("seed", seed)
+        seeds = [seed] if seed is None or is_int(seed) else list(seed) if isinstance(seed, Sequence) else None
+        if not seeds:
+            raise ValueError(f"seed={seed!r} must be a seed, None, or a non-empty sequence of seeds (one per member)")
+        for one in seeds:
+            if one is not None:
+                check_seed("seed", one)
+        self.members = K = len(seeds)
 
         # Rows per env: capacity / n_envs starts, n − 1 starts waiting for their window, 1 next obs.
         self.slots = math.ceil(self.capacity / self.n_envs) + self.n_step
-        rows = self.n_envs * self.slots
-        check_memory(f"a replay buffer of capacity={self.capacity}", self.storage_bytes(
-            self.capacity, self.obs_shape, self.obs_dtype.itemsize, self.n_envs, self.n_step))
+        self._rings = rings = K * self.n_envs  # one ring per env of every member
+        self._member_rows = self.n_envs * self.slots  # member k's rows start at k · _member_rows
+        rows = rings * self.slots
+        check_memory(f"a replay buffer of capacity={self.capacity}" + (f" × {K} members" if K > 1 else ""),
+                     self.storage_bytes(self.capacity, self.obs_shape, self.obs_dtype.itemsize, self.n_envs,
+                                        self.n_step, K))
         self._obs = np.zeros((rows, *self.obs_shape), dtype=self.obs_dtype)
         self._actions = np.zeros(rows, dtype=np.int64)
         self._step_rewards = np.zeros(rows, dtype=np.float32)  # R_{t+1}, for the n-step window
@@ -117,22 +133,22 @@ class ReplayBuffer:
         self._discounts = np.zeros(rows, dtype=np.float32)  # γ^k or 0
         self._next_rows = np.zeros(rows, dtype=np.int64)  # row holding S_{t+k}
         self._valid = np.zeros(rows, dtype=bool)  # a complete transition starts here
-        self._pointer = np.zeros(self.n_envs, dtype=np.int64)  # slot of the next S_t, per env
-        self._pending = np.zeros(self.n_envs, dtype=np.int64)  # starts still waiting, per env
-        self._filled = 0  # slots written so far in the fullest env's ring (≤ slots)
-        self._count = 0
+        self._pointer = np.zeros(rings, dtype=np.int64)  # slot of the next S_t, per env
+        self._pending = np.zeros(rings, dtype=np.int64)  # starts still waiting, per env
+        self._filled = np.zeros(K, dtype=np.int64)  # per member: slots written in its fullest env's ring (≤ slots)
+        self._count = np.zeros(K, dtype=np.int64)  # per member: sampleable transitions
 
         # Per-step index arrays, reused by every add() (derived from pointer and pending: see _derive).
         n = self.n_step
-        self._first_row = np.arange(self.n_envs, dtype=np.int64) * self.slots
+        self._first_row = np.arange(rings, dtype=np.int64) * self.slots
         self._slot_after = (np.arange(self.slots + 1) + 1) % self.slots  # slot p + 1 (p + 2 after an end)
         # Rows of S_t and S_{t+1} this step. This array and `recent` are rewritten by every add(): what
         # keeps their rows past the call (SumTree.update) copies them.
-        self._written = np.zeros((2, self.n_envs), dtype=np.int64)
+        self._written = np.zeros((2, rings), dtype=np.int64)
         # Rows of the last n starts of every env, in a ring of n lines run backwards (c: the newest,
         # then c + 1, … mod n) and written twice, at c and c + n, so that S_t, S_{t−1}, … S_{t−n+1} are
         # always the lines c … c + n − 1: a view, in the order d = 0 … n−1 of the starts d steps back.
-        self._recent = np.zeros((2 * n, self.n_envs), dtype=np.int64)
+        self._recent = np.zeros((2 * n, rings), dtype=np.int64)
         self._newest = 0  # c
 
         # The n-step window as lookup tables. For the current step t and d = 0 … n−1, the start
@@ -148,28 +164,35 @@ class ReplayBuffer:
         self._pending_after = np.where(done == 1, 0, np.minimum(pending + 1, n - 1))
         # Indexed [terminated, d]: the discount of a start d back, whose window has k = d + 1 rewards.
         self._discount_table = np.stack([self.gamma ** (self._window + 1.0), np.zeros(n)]).astype(np.float32)
-        self._step_shapes = (*[(self.n_envs, *self.obs_shape)] * 2, *[(self.n_envs,)] * 4)
+        self._step_shapes = (*[(rings, *self.obs_shape)] * 2, *[(rings,)] * 4)
         self._derive()
-        self._rng = np.random.default_rng(seed)
+        self._rngs = [np.random.default_rng(one) for one in seeds]
         self._ones = torch.ones(0, device=self.device)
 
     # ------------------------------------------------------------------ size
     def __len__(self) -> int:
-        return self._count
+        """Sampleable transitions, over all members."""
+        return int(self._count.sum())
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Sampleable transitions of each member, (K,)."""
+        return self._count.copy()
 
     def ready(self, batch_size: int) -> bool:
         """May training draw minibatches of batch_size? Once the buffer has held that many transitions: it
         holds them, or its ring has wrapped. (A ring only a little larger than a batch holds fewer transitions
         than its capacity whenever episodes end in it — each final observation takes a row — and is then
         sampled with replacement from what it holds, the latest transitions, rather than not at all.)"""
-        return self._count >= batch_size or (self._filled == self.slots and self._count > 0)
+        return bool(np.all((self._count >= batch_size) | ((self._filled == self.slots) & (self._count > 0))))
 
     @classmethod
     def storage_bytes(cls, capacity: int, obs_shape: tuple[int, ...], itemsize: int, n_envs: int = 1,
-                      n_step: int = 1) -> int:
+                      n_step: int = 1, members: int = 1) -> int:
         """An upper bound of the bytes a buffer of this class and these settings allocates (nbytes, plus
         EXTRA_BYTES_PER_ROW and the n-step tables), computable before allocating it."""
-        rows = n_envs * (math.ceil(capacity / n_envs) + n_step)
+        n_envs *= members  # every member's rings
+        rows = n_envs * (math.ceil(capacity / (n_envs // members)) + n_step)
         per_row = math.prod(obs_shape) * itemsize + 29 + cls.EXTRA_BYTES_PER_ROW  # obs; int64 ×2, f32 ×3, bool
         return rows * per_row + 16 * n_envs * (n_step + 2) + 24 * n_step * n_step
 
@@ -229,17 +252,18 @@ class ReplayBuffer:
         self._next_rows[starts] = next_row[env]  # S_{t+k} with k = d + 1 is the row just written
         self._discounts[starts] = self._discount_table[ended, d]
         self._commit(written, starts)
-        if self._filled < self.slots:
-            self._filled = min(self.slots, max(self._filled, max(pointer.tolist()) + 2))
+        if self._filled.min() < self.slots:
+            np.minimum(np.maximum(self._filled, pointer.reshape(self.members, -1).max(axis=1) + 2), self.slots,
+                       out=self._filled)
 
     def end_episodes(self) -> None:
         """End every env's episode here, as a time-limit truncation, before the envs are reset (a resumed run):
         each start still waiting for its n-step window is stored with the k rewards it has, G = Σ_{j<k} γ^j R,
         bootstrapping from the last S_{t+1} with γ^k, and the ring steps past that S_{t+1}, as add() does at an
         episode end — so no transition ends in the new episode's first state. A no-op on an unused buffer."""
-        if self._filled == 0:
+        if not self._filled.any():
             return
-        env = np.repeat(np.arange(self.n_envs), self._pending)  # one entry per waiting start …
+        env = np.repeat(np.arange(self._rings), self._pending)  # one entry per waiting start …
         d = np.concatenate([np.arange(p) for p in self._pending]).astype(np.int64)  # … d steps back
         back_rows = self._first_row[:, None] + (self._pointer[:, None] - 1 - self._window[None, :]) % self.slots
         returns = self._step_rewards[back_rows].dot(self._return_weights)  # [e, d], as in add()
@@ -255,8 +279,13 @@ class ReplayBuffer:
     def _commit(self, written: np.ndarray, emitted: np.ndarray) -> int:
         """Rows overwritten this step stop being transitions; emitted starts become ones. Returns
         how many transitions were overwritten."""
-        overwritten = int(np.count_nonzero(self._valid[written]))
-        self._count += len(emitted) - overwritten
+        lost = written[self._valid[written]]
+        if self.members == 1:
+            self._count += len(emitted) - len(lost)
+        else:
+            self._count += np.bincount(emitted // self._member_rows, minlength=self.members) - \
+                np.bincount(lost // self._member_rows, minlength=self.members)
+        overwritten = len(lost)
         self._valid[written] = False
         self._valid[emitted] = True
         return overwritten
@@ -274,26 +303,29 @@ class ReplayBuffer:
         """B transitions drawn uniformly with replacement; `batches` minibatches of B at once as one
         Batch of batches · B rows (independent draws: distributed as `batches` calls; Batch.split(B))."""
         self._check_batch_size(batch_size)
-        indices = self._uniform_indices(batch_size * check_int("batches", batches, 1))
-        return self._gather(indices, None)
+        rows = batch_size * check_int("batches", batches, 1)
+        indices = [self._uniform_indices(k, rows) + k * self._member_rows for k in range(self.members)]
+        return self._gather(indices[0] if self.members == 1 else np.concatenate(indices), None)
 
     def transitions(self) -> Batch:
         """Every sampleable transition, env by env in storage order, weights 1 (for inspection)."""
         return self._gather(np.flatnonzero(self._valid), None)
 
-    def _uniform_indices(self, batch_size: int) -> np.ndarray:
-        """Uniform over sampleable rows: draw uniformly over the written rows, keep the valid ones
-        in order (rejection sampling; usually one round, as nearly all written rows are valid)."""
-        filled = self._filled
+    def _uniform_indices(self, k: int, batch_size: int) -> np.ndarray:
+        """Uniform over member k's sampleable rows (numbered from its first row): draw uniformly over its
+        written rows, keep the valid ones in order (rejection sampling; usually one round, as nearly all
+        written rows are valid)."""
+        filled, count, rng = int(self._filled[k]), int(self._count[k]), self._rngs[k]
+        valid = self._valid[k * self._member_rows:(k + 1) * self._member_rows]
         span = self.n_envs * filled
         picked = np.empty(0, dtype=np.int64)
         while len(picked) < batch_size:
             missing = batch_size - len(picked)
-            draws = int(missing * span / self._count * 1.25) + 8
-            candidates = (self._rng.random(draws) * span).astype(np.int64)
+            draws = int(missing * span / count * 1.25) + 8
+            candidates = (rng.random(draws) * span).astype(np.int64)
             if filled < self.slots:  # u ↦ row u mod filled of env u // filled
                 candidates = (candidates // filled) * self.slots + candidates % filled
-            picked = np.concatenate([picked, candidates[self._valid[candidates]]])
+            picked = np.concatenate([picked, candidates[valid[candidates]]])
         return picked[:batch_size]
 
     def _gather(self, indices: np.ndarray, weights: np.ndarray | None) -> Batch:
@@ -326,15 +358,17 @@ class ReplayBuffer:
         names = ("obs", "next_obs", "actions", "rewards", "terminated", "truncated")
         for name, shape, expected in zip(names, shapes, self._step_shapes):
             if shape != expected:
-                raise ValueError(f"{name} has shape {shape}; expected {expected} (n_envs={self.n_envs})")
+                raise ValueError(f"{name} has shape {shape}; expected {expected} (n_envs={self.n_envs}"
+                                 + (f" × members={self.members})" if self.members > 1 else ")"))
 
     def _check_batch_size(self, batch_size: int) -> None:
-        limit = max(self.capacity, self._count)  # n-step rings can hold a few more transitions than the capacity
+        limit = max(self.capacity, int(self._count.min()))  # n-step rings can hold a few more than the capacity
         if not (is_int(batch_size) and 1 <= batch_size <= limit):
             raise ValueError(f"batch_size={batch_size!r} must be an integer in [1, {limit}] (at most the buffer's "
                              "capacity or the transitions it holds)")
-        if not self._count:
-            raise ValueError("the replay buffer holds no transition yet: nothing to sample")
+        if not self._count.all():
+            raise ValueError("the replay buffer holds no transition yet: nothing to sample" if self.members == 1 else
+                             f"member {int(np.argmin(self._count))} of the replay buffer holds no transition yet")
 
     # ------------------------------------------------------------------ state
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -347,32 +381,53 @@ class ReplayBuffer:
     def _settings(self) -> dict:
         return {"capacity": self.capacity, "n_envs": self.n_envs, "n_step": self.n_step, "gamma": self.gamma}
 
+    def _member_arrays(self, k: int) -> dict[str, np.ndarray]:
+        """Member k's slices of the storage (views; next_rows in the buffer's row numbering)."""
+        rows = slice(k * self._member_rows, (k + 1) * self._member_rows)
+        envs = slice(k * self.n_envs, (k + 1) * self.n_envs)
+        return {name: array[envs if name in ("pointer", "pending") else rows] for name, array in self._arrays().items()}
+
     def state_dict(self) -> dict:
-        """Storage (tensors sharing memory with the buffer: save them before the next add), waiting
-        n-step windows, counters and the sampling RNG: a loaded copy samples the same batches."""
-        generator = self._rng.bit_generator.state
+        """member_state(0) of a one-member buffer (a population's members: member_state(k))."""
+        if self.members != 1:
+            raise ValueError(f"this replay buffer has {self.members} members: use member_state(k) / load_member_state(k, …)")
+        return self.member_state(0)
+
+    def load_state_dict(self, state: dict, n_actions: int | None = None) -> None:
+        """load_member_state(0, …) of a one-member buffer."""
+        if self.members != 1:
+            raise ValueError(f"this replay buffer has {self.members} members: use member_state(k) / load_member_state(k, …)")
+        self.load_member_state(0, state, n_actions)
+
+    def member_state(self, k: int) -> dict:
+        """Member k's storage (copies), waiting n-step windows, counters and sampling RNG: exactly the
+        state_dict of a buffer of that member alone, so a loaded copy samples the same batches."""
+        generator = self._rngs[k].bit_generator.state
+        arrays = {name: torch.from_numpy(array.copy()) for name, array in self._member_arrays(k).items()}
+        arrays["next_rows"] -= k * self._member_rows
         return {
             **self._settings(),
-            **{name: torch.from_numpy(array) for name, array in self._arrays().items()},
-            "count": self._count,
-            "filled": self._filled,
+            **arrays,
+            "count": int(self._count[k]),
+            "filled": int(self._filled[k]),
             "rng_state": generator["state"]["state"],
             "rng_inc": generator["state"]["inc"],
             "rng_has_uint32": generator["has_uint32"],
             "rng_uinteger": generator["uinteger"],
         }
 
-    def load_state_dict(self, state: dict, n_actions: int | None = None) -> None:
-        """Restore a state_dict() of a buffer built with the same settings, after checking all of it:
-        shapes and dtypes, every pointer and row index in range, actions in [0, n_actions) when given,
-        finite rewards, discounts in [0, 1], counts that agree with the stored rows. A bad state is a
+    def load_member_state(self, k: int, state: dict, n_actions: int | None = None) -> None:
+        """Restore member k from a state of a one-member buffer built with the same settings, after checking
+        all of it: shapes and dtypes, every pointer and row index in range, actions in [0, n_actions) when
+        given, finite rewards, discounts in [0, 1], counts that agree with the stored rows. A bad state is a
         one-line ValueError and leaves this buffer unchanged."""
-        stored, counters = check_replay_state(state, self._settings(), self._arrays(), self.slots, n_actions)
-        for name, array in self._arrays().items():
-            np.copyto(array, stored[name])
-        self._count, self._filled = counters["count"], counters["filled"]
+        member = self._member_arrays(k)
+        stored, counters = check_replay_state(state, self._settings(), member, self.slots, n_actions)
+        for name, array in member.items():
+            np.copyto(array, stored[name] + k * self._member_rows if name == "next_rows" else stored[name])
+        self._count[k], self._filled[k] = counters["count"], counters["filled"]
         self._derive()
-        self._rng.bit_generator.state = {
+        self._rngs[k].bit_generator.state = {
             "bit_generator": "PCG64",
             "state": {"state": counters["rng_state"], "inc": counters["rng_inc"]},
             "has_uint32": counters["rng_has_uint32"],

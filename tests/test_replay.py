@@ -219,10 +219,10 @@ def test_matches_a_plain_python_reference_through_wrap_around(kind, n_envs, n_st
                 assert (a, s2) == (a_ref, s2_ref) and g == pytest.approx(g_ref, rel=1e-5, abs=1e-5)
                 assert d == pytest.approx(d_ref, rel=1e-6), (s, d, d_ref)
             if kind is PrioritizedReplayBuffer:  # new transitions get p > 0, every other row 0
-                priorities = buffer._tree.values
+                priorities = buffer._trees[0].values
                 np.testing.assert_array_equal(priorities > 0, buffer._valid)
-                assert buffer._tree.total == pytest.approx(priorities.sum(), rel=1e-9)
-                assert buffer._tree.min == (priorities[priorities > 0].min() if len(buffer) else np.inf)
+                assert buffer._trees[0].total == pytest.approx(priorities.sum(), rel=1e-9)
+                assert buffer._trees[0].min == (priorities[priorities > 0].min() if len(buffer) else np.inf)
             if len(buffer):  # samples come from the stored transitions only, next_obs included
                 batch = buffer.sample(min(len(buffer), 16))
                 for s, s2 in zip(batch.obs[:, 0].tolist(), batch.next_obs[:, 0].tolist()):
@@ -398,7 +398,7 @@ def test_importance_weights_by_hand():
 def test_new_transitions_get_the_largest_priority_and_overwritten_rows_keep_theirs():
     buffer = prioritized(np.array([1.0, 9.0]) - 1e-6, alpha=0.5)  # p^α = 1, 3; max p = 9
     step(buffer, [2], [0], [0], [3])
-    np.testing.assert_allclose(buffer._tree.values[:4], [1.0, 3.0, 3.0, 0.0])  # row 3: S=3, no transition
+    np.testing.assert_allclose(buffer._trees[0].values[:4], [1.0, 3.0, 3.0, 0.0])  # row 3: S=3, no transition
     # Capacity 2 (rows 0-2, one for S_{t+1}): the next add writes S_{t+1} over row 0. A priority
     # computed for row 0 before that must not revive it.
     buffer = PrioritizedReplayBuffer(capacity=2, obs_shape=(1,), alpha=1.0, seed=0)
@@ -406,8 +406,8 @@ def test_new_transitions_get_the_largest_priority_and_overwritten_rows_keep_thei
     step(buffer, [1], [0], [0], [2])
     step(buffer, [2], [0], [0], [3])
     buffer.update_priorities(np.array([0, 2]), np.array([50.0, 5.0]))
-    np.testing.assert_allclose(buffer._tree.values, [0.0, 1.0, 5.0 + 1e-6])
-    assert buffer.max_priority == pytest.approx(5.0) and buffer._tree.total == pytest.approx(6.0)
+    np.testing.assert_allclose(buffer._trees[0].values, [0.0, 1.0, 5.0 + 1e-6])
+    assert buffer.max_priority == pytest.approx(5.0) and buffer._trees[0].total == pytest.approx(6.0)
     assert set(buffer.sample(2).obs[:, 0].tolist()) <= {1.0, 2.0}
 
 
