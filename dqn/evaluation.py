@@ -57,10 +57,11 @@ def first_solved(returns: Sequence[float] | np.ndarray, threshold: float | None,
 
 
 def greedy_returns(policy: Callable[[np.ndarray], np.ndarray], envs: gym.vector.VectorEnv, episodes: int,
-                   seed: int) -> np.ndarray:
+                   seed: int | Sequence[int]) -> np.ndarray:
     """Returns of `episodes` episodes of `policy` (observations → actions), run side by side.
 
-    The N copies of `envs` are reset with seeds seed, seed + 1, …; copy i runs its share of the episodes
+    The N copies of `envs` are reset with seeds seed, seed + 1, … (or one seed each, a sequence of N:
+    a population's members); copy i runs its share of the episodes
     in turn, so with N = episodes (the default of the agent and the benchmark) every episode has an env
     of its own and no env's short episodes crowd out another's long ones. The envs must autoreset.
     """

@@ -67,8 +67,9 @@ def check_run_name(field: str, name: str) -> str:
     return name
 
 
-def make_run_dir(root: str | Path, env_id: str, name: str, seed: int) -> Path:
-    """root/<env>__<name>__<seed>__<unix time>, '/' in env ids made safe; always a child of root.
+def make_run_dir(root: str | Path, env_id: str, name: str, seed: int, started: int | None = None) -> Path:
+    """root/<env>__<name>__<seed>__<unix time> (`started`, default now), '/' in env ids made safe; always a
+    child of root.
 
     A name that is not one plain path component (a separator, '..', a NUL) or holds '__' is a one-line
     ValueError (check_run_name)."""
@@ -76,7 +77,7 @@ def make_run_dir(root: str | Path, env_id: str, name: str, seed: int) -> Path:
     if not str(root):
         raise ValueError("logdir='' names no folder; give one (e.g. runs)")
     env = env_id.replace("/", "-").replace(chr(92), "-")
-    return Path(root) / SEPARATOR.join((env, name, str(seed), str(int(time.time()))))
+    return Path(root) / SEPARATOR.join((env, name, str(seed), str(int(time.time()) if started is None else started)))
 
 
 def parse_run_dir(path: str | Path) -> RunDirName | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import gymnasium as gym
 import torch
@@ -22,7 +22,8 @@ import torch
 from qapprox.approximators.networks import q_network
 from qapprox.dqn.checkpoint import CheckpointError, load_checkpoint
 from qapprox.dqn.config import DQNConfig, replace
-from qapprox.dqn.logging import CHECKPOINTS
+from qapprox.dqn.logging import CHECKPOINTS, checkpoint_path
+from qapprox.dqn.population import MANIFEST, commit_pending, read_manifest
 from qapprox.dqn.prioritized import PrioritizedReplayBuffer
 from qapprox.dqn.replay import ReplayBuffer
 from qapprox.dqn.schema import CheckpointMeta, check_optimizer_state, check_tensors, check_torch_rng, parse_meta
@@ -35,30 +36,102 @@ STRUCTURAL_FIELDS = ("env_id", "q_network", "hidden", "activation", "dueling")
 CHECKPOINT_KEYS = {"meta", "q", "q_target", "optimizer", "torch_rng", "replay"}  # the entries of agent_state()
 
 
-def agent_state(agent: DQN, include_replay: bool | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(tensors, meta): the networks, optimiser and torch RNG states (and the replay if asked, by default
-    config.save_replay); the meta as JSON-able values — config, counters, shapes, numpy and Python RNG states."""
+def agent_state(agent: DQN, include_replay: bool | None = None, member: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(tensors, meta) of member k (one agent: k = 0): the networks, optimiser and torch RNG states (and the
+    replay if asked, by default config.save_replay); the meta as JSON-able values — config, counters,
+    shapes, numpy and Python RNG states. A member's checkpoint is the one its seed's agent alone would write."""
+    m = agent.members[member]
     include_replay = agent.config.save_replay if include_replay is None else include_replay
     meta = {
-        "config": agent.config.to_dict(),
-        "counters": {"global_step": agent.global_step, "episodes": agent.episodes, "updates": agent.updates,
-                     "best_eval_return": agent.best_eval_return if math.isfinite(agent.best_eval_return) else None,
-                     "solved_step": agent.solved_step},
+        "config": m.config.to_dict(),
+        "counters": {"global_step": agent.global_step, "episodes": m.episodes, "updates": agent.updates,
+                     "best_eval_return": m.best_eval_return if math.isfinite(m.best_eval_return) else None,
+                     "solved_step": m.solved_step},
         "obs_shape": list(agent.obs_shape), "n_actions": agent.n_actions,
-        "numpy_rng": agent.algorithm.rng.bit_generator.state,
+        "numpy_rng": agent.algorithm.rngs[member].bit_generator.state,
         "python_random": _jsonable(random.getstate()),
     }
-    state = {**agent.algorithm.state_dict(), "torch_rng": torch.get_rng_state()}
+    state = {**agent.algorithm.state_dict(member), "torch_rng": torch.get_rng_state()}
     if include_replay:
-        state["replay"] = agent.replay.state_dict()
+        state["replay"] = agent.replay.member_state(member)
     return state, meta
+
+
+class _Checked(NamedTuple):
+    """One checkpoint file, read and checked, and the config it resumes with."""
+
+    path: Path
+    config: DQNConfig
+    meta: CheckpointMeta
+    q: dict[str, torch.Tensor]
+    q_target: dict[str, torch.Tensor]
+    optimizer: dict
+    torch_rng: torch.Tensor
+    replay: dict | None
 
 
 def restore(cls: type[DQN], path: str | Path, device: str | None = None, env: str | gym.vector.VectorEnv | None = None,
             run_dir: str | Path | None = None, max_bytes: int | None = None, **overrides: Any) -> DQN:
-    """An agent of class `cls` restored from a checkpoint: weights, optimiser, counters, RNG states (and the
-    replay if saved). Everything in the file is checked first (dqn.schema) — see DQN.load."""
+    """An agent of class `cls` restored from a checkpoint, or a population from its folder or manifest:
+    weights, optimiser, counters, RNG states (and the replay if saved). Everything in the files is checked
+    first (dqn.schema, dqn.population.read_manifest) — see DQN.load."""
     path = Path(path)
+    if path.name == MANIFEST or (path.is_dir() and (path / MANIFEST).is_file()):
+        return restore_population(cls, path, device=device, env=env, max_bytes=max_bytes, **overrides)
+    checked = read_checked(path, device, env, max_bytes, overrides)
+    try:
+        if run_dir is None and overrides.get("logdir") != "":  # logdir="" from the caller: write nothing
+            run_dir = default_run_dir(path)
+        agent = cls(checked.config, env if isinstance(env, gym.vector.VectorEnv) else None, run_dir=run_dir)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    _load_member(agent, 0, checked)
+    return agent
+
+
+def restore_population(cls: type[DQN], path: Path, device: str | None = None,
+                       env: str | gym.vector.VectorEnv | None = None, max_bytes: int | None = None,
+                       **overrides: Any) -> DQN:
+    """A population from its manifest (dqn.population): every running member from its latest.ckpt, all at the
+    manifest's step and with one config but the seed; an interrupted checkpoint is finished first."""
+    try:
+        population_dir, step, entries = read_manifest(path)
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
+    commit_pending(population_dir, step, entries)
+    running = [entry for entry in entries if entry["stopped"] is None]
+    if not running:
+        raise CheckpointError(f"{population_dir}: every member of this population stopped; nothing to resume")
+    members = [read_checked(checkpoint_path(population_dir.parent / e["run_dir"]), device, env, max_bytes, overrides)
+               for e in running]
+    first = members[0]
+    for entry, checked in zip(running, members):
+        if checked.config.seed != entry["seed"] or checked.meta.global_step != step:
+            raise CheckpointError(f"{checked.path}: seed {checked.config.seed} at step {checked.meta.global_step}; the "
+                                  f"population's manifest says seed {entry['seed']} at step {step}")
+        mine, theirs = checked.config.to_dict(), first.config.to_dict()
+        differing = [name for name in mine if name != "seed" and mine[name] != theirs[name]]
+        if differing or checked.meta.updates != first.meta.updates:
+            field = differing[0] if differing else "updates"
+            raise CheckpointError(f"{checked.path}: {field} differs from the first member's ({first.path}); "
+                                  "a population's members share every field but the seed")
+    no_logs = overrides.get("logdir") == ""
+    try:
+        agent = cls(first.config, env if isinstance(env, gym.vector.VectorEnv) else None,
+                    run_dir=None if no_logs else population_dir, seeds=[e["seed"] for e in running])
+    except ValueError as exc:
+        raise CheckpointError(f"{population_dir}: {exc}") from None
+    agent.retired = [entry for entry in entries if entry["stopped"] is not None]
+    for k, (entry, checked) in enumerate(zip(running, members)):
+        agent.members[k].run_dir = None if no_logs else population_dir.parent / entry["run_dir"]
+        _load_member(agent, k, checked)
+    return agent
+
+
+def read_checked(path: Path, device: str | None, env: str | gym.vector.VectorEnv | None, max_bytes: int | None,
+                 overrides: dict[str, Any]) -> _Checked:
+    """A checkpoint file read and checked entry by entry, with the config it resumes with (`overrides` over
+    its own; the structural fields must agree)."""
     checked: list[CheckpointMeta] = []
 
     def size_limit(raw_meta: dict[str, Any]) -> int:  # parse the meta first: its config bounds the file
@@ -73,7 +146,7 @@ def restore(cls: type[DQN], path: str | Path, device: str | None = None, env: st
     unknown = sorted(set(state) - CHECKPOINT_KEYS, key=repr)
     if unknown:
         raise CheckpointError(f"{path}: unexpected entries {unknown[:4]}; a checkpoint holds {sorted(CHECKPOINT_KEYS)}")
-    saved = meta.config
+    saved, overrides = meta.config, dict(overrides)
     if isinstance(env, str):
         overrides["env_id"] = env
     elif env is None and "env_id" not in overrides and ":" in saved.env_id:
@@ -92,38 +165,41 @@ def restore(cls: type[DQN], path: str | Path, device: str | None = None, env: st
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     expected = network.state_dict()
-    q_state = check_tensors(path, "q", state.get("q"), expected)
-    q_target_state = check_tensors(path, "q_target", state.get("q_target"), expected)
-    optimizer_state = check_optimizer_state(path, state.get("optimizer"), config.optimizer,
-                                            [parameter.shape for parameter in network.parameters()])
-    torch_rng = check_torch_rng(path, state.get("torch_rng"))
-    try:
-        if run_dir is None and overrides.get("logdir") != "":  # logdir="" from the caller: write nothing
-            run_dir = default_run_dir(path)
-        agent = cls(config, env if isinstance(env, gym.vector.VectorEnv) else None, run_dir=run_dir)
-    except ValueError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+    return _Checked(
+        path, config, meta,
+        check_tensors(path, "q", state.get("q"), expected),
+        check_tensors(path, "q_target", state.get("q_target"), expected),
+        check_optimizer_state(path, state.get("optimizer"), config.optimizer,
+                              [parameter.shape for parameter in network.parameters()]),
+        check_torch_rng(path, state.get("torch_rng")),
+        state.get("replay"),
+    )
+
+
+def _load_member(agent: DQN, k: int, checked: _Checked) -> None:
+    """A checked checkpoint into member k of `agent` (closed on a failure)."""
+    path, meta = checked.path, checked.meta
     try:
         if agent.obs_shape != meta.obs_shape or agent.n_actions != meta.n_actions:
             raise CheckpointError(f"checkpoint {path} has observation shape {meta.obs_shape} and {meta.n_actions} "
                                   f"actions; this env has {agent.obs_shape} and {agent.n_actions}")
-        if "replay" in state:
+        if checked.replay is not None:
             try:
-                agent.replay.load_state_dict(state["replay"], agent.n_actions)
+                agent.replay.load_member_state(k, checked.replay, agent.n_actions)
             except ValueError as exc:
                 raise CheckpointError(f"{path}: {exc}") from None
     except CheckpointError:
         agent.close()
         raise
-    agent.algorithm.load_state_dict(q_state, q_target_state, optimizer_state)
-    agent.global_step, agent.episodes, agent.updates = meta.global_step, meta.episodes, meta.updates
-    agent.last_checkpoint = path  # the last good checkpoint, should training diverge before the next one
-    agent.best_eval_return = -math.inf if meta.best_eval_return is None else meta.best_eval_return
-    agent.solved_step = meta.solved_step
-    agent.algorithm.rng.bit_generator.state = meta.numpy_rng
+    agent.algorithm.load_state_dict(checked.q, checked.q_target, checked.optimizer, member=k)
+    member = agent.members[k]
+    agent.global_step, member.episodes, agent.updates = meta.global_step, meta.episodes, meta.updates
+    member.last_checkpoint = path  # the last good checkpoint, should training diverge before the next one
+    member.best_eval_return = -math.inf if meta.best_eval_return is None else meta.best_eval_return
+    member.solved_step = meta.solved_step
+    agent.algorithm.rngs[k].bit_generator.state = meta.numpy_rng
     random.setstate(meta.python_random)
-    torch.set_rng_state(torch_rng)
-    return agent
+    torch.set_rng_state(checked.torch_rng)
 
 
 def default_run_dir(checkpoint: Path) -> Path:

@@ -56,12 +56,12 @@ def test_act_draws_as_the_loop_always_did():
 def test_act_skips_the_forward_pass_when_every_env_explores_unless_values_are_wanted():
     agent = algorithm()
     forward, calls = agent.online.forward, []
-    agent.online.forward = lambda x: calls.append(len(x)) or forward(x)
+    agent.online.forward = lambda x: calls.append(tuple(x.shape[:-1])) or forward(x)
     obs = np.zeros((5, 4), np.float32)
     actions, values = agent.act(obs, 1.0)
     assert calls == [] and values is None and actions.shape == (5,)
     actions, values = agent.act(obs, 1.0, values=True)  # the overestimation view reads q̂(S_t, A_t, w)
-    assert calls == [5]
+    assert calls == [(1, 5)]  # one forward pass: (members, envs)
     np.testing.assert_allclose(values, agent.q(torch.from_numpy(obs)).detach().numpy()[np.arange(5), actions])
 
 
@@ -132,7 +132,7 @@ def test_re_assigning_a_network_is_refused_in_one_line_and_loading_weights_in_pl
         for p in other.parameters():
             p.fill_(0.5)
     agent.q.load_state_dict(other.state_dict())  # what the message suggests
-    assert torch.all(agent.algorithm.w == 0.5) and views_of(agent.q, agent.algorithm.w)
+    assert torch.all(agent.algorithm.w[:, :agent.algorithm.size] == 0.5) and views_of(agent.q, agent.algorithm.w)
 
 
 # -------------------------------------------------------------- divergence
