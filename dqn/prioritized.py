@@ -64,6 +64,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         if self.members == 1:
             yield 0, rows, slice(None)
             return
+        rows = rows.reshape(-1)  # add()'s written rows come as (2, envs)
         owner = rows // self._member_rows
         for k in np.unique(owner).tolist():
             where = np.flatnonzero(owner == k)

@@ -526,3 +526,60 @@ def test_bad_steps_and_batches_are_one_line_errors():
 def test_unavailable_device_is_a_one_line_error():
     with pytest.raises(ValueError, match="device='cuda' is not available here"):
         ReplayBuffer(10, (4,), device="cuda")
+
+
+# ---------------------------------------------------------------- members: a population's buffer
+@pytest.mark.parametrize("kind", [ReplayBuffer, PrioritizedReplayBuffer])
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_each_member_of_a_population_buffer_is_its_own_buffer(kind, n_step):
+    # Three members (seeds 5, 6, 7) of 2 envs each, fed what three single buffers are fed: episodes end at
+    # other times in every env (terminations and truncations), and a capacity of 40 makes the rings wrap.
+    seeds, N = [5, 6, 7], 2
+    settings = dict(capacity=40, obs_shape=(3,), n_envs=N, n_step=n_step, gamma=0.9)
+    population = kind(**settings, seed=seeds)
+    singles = [kind(**settings, seed=seed) for seed in seeds]
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(3 * N, 3)).astype(np.float32)
+    for t in range(90):
+        next_obs = rng.normal(size=(3 * N, 3)).astype(np.float32)
+        actions, rewards = rng.integers(2, size=3 * N), rng.normal(size=3 * N).astype(np.float32)
+        terminated, truncated = rng.random(3 * N) < 0.08, rng.random(3 * N) < 0.04
+        population.add(obs, actions, rewards, next_obs, terminated, truncated)
+        for k, single in enumerate(singles):
+            part = slice(k * N, (k + 1) * N)
+            single.add(obs[part], actions[part], rewards[part], next_obs[part], terminated[part], truncated[part])
+        obs = next_obs
+    assert population.counts.tolist() == [len(single) for single in singles] and len(population) == sum(map(len, singles))
+    for draw in range(3):
+        batches = 1 if kind is PrioritizedReplayBuffer else 1 + draw
+        together = population.sample(8, batches=batches)
+        rows = 8 * batches
+        for k, single in enumerate(singles):
+            alone = single.sample(8, batches=batches)
+            part = slice(k * rows, (k + 1) * rows)
+            for name in ("obs", "actions", "rewards", "next_obs", "discounts", "weights"):
+                assert torch.equal(getattr(together, name)[part], getattr(alone, name)), name
+            assert torch.equal(together.indices[part] - k * population._member_rows, alone.indices)
+        td = torch.from_numpy(rng.random(len(together.indices)) * 3)
+        population.update_priorities(together.indices, td)
+        for k, single in enumerate(singles):
+            single.update_priorities(together.indices[k * rows:(k + 1) * rows] - k * population._member_rows,
+                                     td[k * rows:(k + 1) * rows])
+    for k, single in enumerate(singles):
+        mine, theirs = population.member_state(k), single.state_dict()
+        assert mine.keys() == theirs.keys()
+        for key in theirs:
+            assert torch.equal(mine[key], theirs[key]) if torch.is_tensor(theirs[key]) else mine[key] == theirs[key], key
+    fresh = kind(**settings, seed=[0, 1, 2])
+    for k in range(3):
+        fresh.load_member_state(k, population.member_state(k))
+    assert torch.equal(fresh.sample(8).obs, population.sample(8).obs)  # the same rows from the same generators
+
+
+def test_a_population_buffer_refuses_in_one_line():
+    with pytest.raises(ValueError, match="non-empty sequence of seeds"):
+        ReplayBuffer(10, (2,), seed=[])
+    with pytest.raises(ValueError, match="3 members: use member_state"):
+        ReplayBuffer(10, (2,), seed=[1, 2, 3]).state_dict()
+    with pytest.raises(ValueError, match=r"expected \(6, 2\) \(n_envs=2 × members=3\)"):
+        ReplayBuffer(10, (2,), n_envs=2, seed=[1, 2, 3]).add(*[np.zeros((2, 2))] * 2, *[np.zeros(2, int)] * 4)
