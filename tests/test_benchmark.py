@@ -168,3 +168,18 @@ def test_floor_reference_takes_the_gradient_of_the_agents_update(name):
     # Same targets (DQNAlgorithm.targets), same loss (td_loss), same clip: autograd's ∇L is the by-hand one.
     reference = torch.cat([p.grad.reshape(-1) for p in q.parameters()])
     assert torch.allclose(reference, algorithm.w.grad[0, :algorithm.size], atol=1e-6)  # w's row: |w|, then padding
+
+
+def test_the_population_measurement_counts_every_member_and_the_summary_takes_ratios_to_one_run():
+    from qapprox.dqn.benchmark import population
+
+    result = population.measure(members=2, steps=300, threads=1)
+    assert (result["members"], result["steps"], result["threads"]) == (2, 300, 1)
+    assert result["aggregate_sps"] == pytest.approx(2 * 300 / result["seconds"])
+    assert result["memory_bound"] == result["replay_bytes"] + 200 * 2**20 and result["peak_rss"] > 0
+    runs = [{"members": k, "threads": 1, "seconds": 10.0, "aggregate_sps": sps, "peak_rss": 2**30,
+             "memory_bound": 2**29, "replay_bytes": k * 2**20} for k, sps in ((1, 1000.0), (16, 5000.0), (1, 1500.0))]
+    summary = population.summarise({"populations": runs, "sb3": [{"seconds": 30.0}] * 4})
+    assert summary["single_run_sps"] == 1250.0 and summary["rows"][1]["ratio_to_one"] == 4.0
+    assert summary["sb3_seconds_four_seeds"] == 120.0 and summary["population16_seconds"] == 10.0
+    assert summary["rows"][1]["rise_bound_mib"] == 15 + 200 and not summary["rows"][1]["within_bound"]

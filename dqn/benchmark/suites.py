@@ -7,6 +7,8 @@ whichever of those files exist, so suites run separately compose):
   sb3      qapprox and SB3 at the rl-baselines3-zoo CartPole-v1 preset ("sb3-zoo-cartpole")
   default  qapprox's default preset ("CartPole-v1"): steps and seconds to solve
   cleanrl  CleanRL's dqn.py at its defaults, and qapprox with the preset "cleanrl-cartpole"
+  population  K = 1, 4, 16, 64 members in lockstep against one run and SB3's four seeds (dqn.benchmark.population;
+           its own file dqn_population.json, not part of the Markdown table)
 
 Each training run is a subprocess of its own (`python -m qapprox.dqn.benchmark.worker`); per seed the
 sides alternate (qapprox, baseline, …) so drift of a shared machine hits both. Each side runs at each
@@ -26,11 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qapprox.dqn.benchmark import cleanrl, report
+from qapprox.dqn.benchmark import cleanrl, population, report
 from qapprox.dqn.benchmark.worker import library_versions
 from qapprox.envs.validation import check_choice, check_int, check_seed
 
-SUITES = ("floor", "sb3", "default", "cleanrl")
+SUITES = ("floor", "sb3", "default", "cleanrl", "population")
 FILES = {"floor": "dqn_floor.json", "sb3": "dqn_vs_sb3.json", "default": "dqn_default_preset.json",
          "cleanrl": "dqn_vs_cleanrl.json"}
 SIDES = {  # suite → (kind, preset) per side, qapprox first
@@ -77,7 +79,7 @@ class BenchmarkSettings:
 
     @property
     def training(self) -> list[str]:
-        return [suite for suite in self.suites if suite != "floor"]
+        return [suite for suite in self.suites if suite not in ("floor", "population")]
 
 
 def machine() -> str:
@@ -134,6 +136,8 @@ def run_suites(settings: BenchmarkSettings, out_dir: Path, command: str, log: Ca
     out_dir.mkdir(parents=True, exist_ok=True)
     if "floor" in settings.suites:
         run_floors(settings, out_dir, common, log)
+    if "population" in settings.suites:
+        population.run_suite(settings, out_dir / "dqn_population.json", common, log)
 
     cleanrl_script, notes = None, {suite: [] for suite in training}
     if "cleanrl" in training:

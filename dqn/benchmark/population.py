@@ -1,0 +1,165 @@
+"""The population suite (issue 13): K members in lockstep against one run, and against Stable-Baselines3.
+
+    qapprox benchmark --suites population                      # writes benchmarks/dqn_population.json
+    python -m qapprox.dqn.benchmark.population 16 --steps 50000 --threads 1 --out r.json   # one run
+
+CartPole-v1 at the default preset, `steps` environment steps per member, no TensorBoard, checkpoints or
+evaluation during training. Each run is a fresh interpreter (clean peaks and threads); the runs alternate
+— K = 1, an SB3 seed, K = 4, the next SB3 seed, … — so drift of a shared machine hits every side:
+
+  throughput  wall seconds and aggregate environment steps per second, K · steps / seconds, for K in
+              `members` at one torch thread and the largest K at two; the ratio to the K = 1 run
+  sb3         four seeds of SB3 at its zoo preset, one after another: their summed wall time against
+              the wall time of the K = 16 population
+  memory      the peak RSS of each population against the bound K × (a single run's replay) + 200 MiB
+  profile     cProfile's top functions of the K = 16 population over PROFILE_STEPS steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from qapprox.envs.validation import check_int
+
+MEMBERS = (1, 4, 16, 64)
+SB3_SEEDS = 4
+PROFILE_STEPS = 10_000
+MEMORY_SLACK = 200 * 2**20  # the issue's bound: K × a single run's replay + 200 MiB
+
+
+def measure(members: int, steps: int, threads: int, profile: bool = False) -> dict:
+    """One population of `members` (seeds 0 … K − 1) trained for `steps` steps per member, in this process."""
+    import torch
+
+    from qapprox.dqn.agent import DQN
+    from qapprox.dqn.benchmark.memory import rss_bytes
+    from qapprox.dqn.benchmark.worker import library_versions
+    from qapprox.dqn.config import preset
+
+    torch.set_num_threads(threads)
+    config = preset("CartPole-v1", logdir="", eval_interval=0, checkpoint_interval=0, device="cpu", threads=threads,
+                    total_timesteps=steps)
+    agent = DQN(config, seeds=range(members))
+    load_before = os.getloadavg()[0]
+    profiler = cProfile.Profile() if profile else None
+    start = time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
+    agent.learn()
+    if profiler is not None:
+        profiler.disable()
+    seconds = time.perf_counter() - start
+    result = {"kind": "population", "members": members, "steps": steps, "threads": torch.get_num_threads(),
+              "seconds": seconds, "aggregate_sps": members * steps / seconds, "replay_bytes": agent.replay.nbytes,
+              "peak_rss": rss_bytes()[1], "updates": agent.updates, "load_before": load_before,
+              "load_after": os.getloadavg()[0], "versions": library_versions(),
+              "recent_returns": [m.recent_return for m in agent.members]}
+    result["memory_bound"] = agent.replay.nbytes + MEMORY_SLACK
+    if profiler is not None:
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(15)
+        result["profile"] = text.getvalue().splitlines()
+    agent.close()
+    return result
+
+
+def run_population(members: int, steps: int, threads: int, profile: bool = False) -> dict:
+    """measure() in a fresh interpreter; its JSON result."""
+    import subprocess
+    import tempfile
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    with tempfile.TemporaryDirectory(prefix="qapprox-bench-") as folder:
+        out = Path(folder) / "result.json"
+        command = [sys.executable, "-m", "qapprox.dqn.benchmark.population", str(members), "--steps", str(steps),
+                   "--threads", str(threads), "--out", str(out)] + (["--profile"] if profile else [])
+        done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"{' '.join(command[2:])} failed ({done.returncode}): {last}")
+        return json.loads(out.read_text())
+
+
+def run_suite(settings, out_path: Path, common: dict, log: Callable[[str], None]) -> dict:
+    """The suite (module doc), alternating populations with SB3 seeds; out_path is rewritten after every run."""
+    from qapprox.dqn.benchmark.suites import run_worker
+
+    steps = settings.steps or 50_000
+    plan = [(k, 1) for k in MEMBERS] + [(MEMBERS[-2], 2), (1, 1)]  # the largest-but-one K at two threads; K = 1 again
+    result = {**common, "suite": "population", "steps_per_member": steps, "populations": [], "sb3": []}
+    import importlib.util
+
+    sb3_available = importlib.util.find_spec("stable_baselines3") is not None
+    if not sb3_available:
+        result["notes"] = ["stable_baselines3 is not installed: the SB3 side was skipped (pip install -e '.[bench]')"]
+    for index, (members, threads) in enumerate(plan):
+        run = run_population(members, steps, threads)
+        result["populations"].append(run)
+        log(f"  population K={members:3d} threads {threads}: {run['seconds']:7.1f} s, {run['aggregate_sps']:8,.0f} "
+            f"aggregate SPS, peak RSS {run['peak_rss'] / 2**20:,.0f} MiB (bound {run['memory_bound'] / 2**20:,.0f})")
+        if sb3_available and index < SB3_SEEDS:
+            sb3 = run_worker("sb3", "sb3-zoo-cartpole", index, "1", settings)
+            result["sb3"].append({k: v for k, v in sb3.items() if k != "episodes"})
+            log(f"  sb3 zoo seed {index} threads 1: {sb3['seconds']:7.1f} s, {sb3['sps']:6,.0f} SPS")
+        result["summary"] = summarise(result)
+        out_path.write_text(json.dumps(result, indent=1))
+    profiled = run_population(16, min(steps, PROFILE_STEPS), 1, profile=True)
+    result["profile_k16"] = {"steps": profiled["steps"], "lines": profiled["profile"]}
+    result["summary"] = summarise(result)
+    out_path.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def summarise(result: dict) -> dict:
+    """Ratios to the K = 1 runs (their mean), the SB3 comparison and the memory bound, per population."""
+    populations = result["populations"]
+    single = [p["aggregate_sps"] for p in populations if p["members"] == 1 and p["threads"] == 1]
+    base = sum(single) / len(single) if single else float("nan")
+    # The process itself (Python, torch, gymnasium) holds a few hundred MiB before any replay: besides the
+    # issue's literal bound, the rise over the K = 1 run's peak against (K − 1) single replays + 200 MiB.
+    single_peak = min((p["peak_rss"] for p in populations if p["members"] == 1), default=float("nan"))
+    rows = [{"members": p["members"], "threads": p["threads"], "seconds": p["seconds"],
+             "aggregate_sps": p["aggregate_sps"], "ratio_to_one": p["aggregate_sps"] / base,
+             "peak_rss_mib": p["peak_rss"] / 2**20, "bound_mib": p["memory_bound"] / 2**20,
+             "within_bound": p["peak_rss"] <= p["memory_bound"],
+             "rise_over_single_mib": (p["peak_rss"] - single_peak) / 2**20,
+             "rise_bound_mib": ((p["members"] - 1) * p["replay_bytes"] / p["members"] + MEMORY_SLACK) / 2**20}
+            for p in populations]
+    summary = {"single_run_sps": base, "rows": rows}
+    k16 = [p["seconds"] for p in populations if p["members"] == 16 and p["threads"] == 1]
+    if result["sb3"] and k16:
+        summary["sb3_seconds_four_seeds"] = sum(r["seconds"] for r in result["sb3"])
+        summary["sb3_seeds"] = len(result["sb3"])
+        summary["population16_seconds"] = k16[0]
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The subprocess entry point: one population measurement → the JSON file --out."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("members", type=int)
+    parser.add_argument("--steps", type=int, default=50_000)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    check_int("members", args.members, 1)
+    check_int("steps", args.steps, 1)
+    result = measure(args.members, args.steps, args.threads, args.profile)
+    Path(args.out).write_text(json.dumps(result))
+    print(f"population K={args.members}: {result['aggregate_sps']:.0f} aggregate SPS, {result['seconds']:.1f} s")
+    return 0
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())
