@@ -242,3 +242,33 @@ def test_bad_seeds_are_one_line():
             main(argv + ["--logdir", ""])
     with pytest.raises(ValueError, match="more than once"):
         DQN(DQNConfig(**QUIET), seeds=[1, 1])
+
+
+def test_a_sigkilled_population_resumes_every_member_to_the_end(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-m", "qapprox.dqn.train_cli", "--seeds", "0-2", "--total-timesteps", "2400",
+               "--learning-starts", "200", "--hidden", "16", "--eval-interval", "0", "--checkpoint-interval", "400",
+               "--logdir", str(tmp_path), "--no-progress", "--device", "cpu"]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(tmp_path.glob(f"*__population__*/{MANIFEST}")) and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)  # right after the first commit, mid-run
+    process.wait()
+    (folder,) = tmp_path.glob("*__population__*")
+    _, step, _ = read_manifest(folder)
+    assert 400 <= step < 2400
+    resumed = subprocess.run([sys.executable, "-m", "qapprox.dqn.train_cli", "--resume", str(folder), "--no-progress"],
+                             env=environment, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {folder} at step {step:,}" in resumed.stdout
+    _, step, members = read_manifest(folder)
+    assert step == 2400 and len(members) == 3
+    for entry in members:
+        assert DQN.load(checkpoint_path(tmp_path / entry["run_dir"]), logdir="").global_step == 2400
