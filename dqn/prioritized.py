@@ -2,6 +2,9 @@
 
     P(i) = p_i^α / Σ_j p_j^α,   p_i = |δ_i| + priority_eps
     w_i = (N · P(i))^{−β} / max_j w_j
+
+K members (dqn.replay): a SumTree forest of K trees, member k's tree over its rows (leaf j: row k·N·slots + j),
+and a largest priority per member; each member's P, w and draws are those of its buffer alone. β is shared.
 """
 
 from __future__ import annotations
@@ -25,31 +28,37 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     β starts at beta0 and is annealed towards 1 by the caller through set_beta() (dqn.schedules.LinearSchedule).
     """
 
-    EXTRA_BYTES_PER_ROW = 64  # the sum-tree's sums and mins: 2 × (≤ 4 float64) per row
-
     def __init__(
         self, capacity: int, obs_shape: tuple[int, ...], *, alpha: float = 0.6, beta0: float = 0.4,
         priority_eps: float = 1e-6, **base: Any,
     ):
         """alpha is α, beta0 the first β, priority_eps the ε of p_i; capacity, obs_shape and `base` (obs_dtype,
-        n_envs, n_step, gamma, device, seed, by keyword) are ReplayBuffer's, with its defaults. Each member has
-        its own sum-tree over its rows and its own largest priority; β is shared."""
+        n_envs, n_step, gamma, device, seed, by keyword) are ReplayBuffer's, with its defaults."""
         self.alpha = check_float("alpha", alpha, 0.0)
         self.priority_eps = check_float("priority_eps", priority_eps, 0.0, low_open=True)  # ε of p_i = |δ_i| + ε
         self.beta0 = check_float("beta0", beta0, 0.0, 1.0)
         super().__init__(capacity, obs_shape, **base)
         self.beta = self.beta0
-        self._max_priorities = np.ones(self.members)  # per member: p given to its new transitions
-        self._trees = [SumTree(self._member_rows) for _ in range(self.members)]
+        self._tree = SumTree(self._member_rows, self.members)  # tree k: member k's rows
+        self._set_max_priorities(np.ones(self.members))
 
     @property
     def max_priority(self) -> float | np.ndarray:
-        """The largest priority seen (p of new transitions): a float for one member, (K,) for a population."""
+        """The largest priority seen (p of new transitions): a float for one member, (K,) for K members."""
         return float(self._max_priorities[0]) if self.members == 1 else self._max_priorities.copy()
+
+    def _set_max_priorities(self, max_priorities: np.ndarray) -> None:
+        """Each member's largest p seen, and max_priority^α: the leaf of its new transitions."""
+        self._max_priorities = max_priorities
+        self._new_leaves = np.array([p**self.alpha for p in max_priorities.tolist()])  # Python's float power
 
     @property
     def nbytes(self) -> int:
-        return super().nbytes + sum(tree.sums.nbytes + tree.mins.nbytes for tree in self._trees)
+        return super().nbytes + self._tree.sums.nbytes + self._tree.mins.nbytes
+
+    @classmethod
+    def _extra_bytes(cls, member_rows: int, members: int) -> int:
+        return SumTree.storage_bytes(member_rows, members)
 
     def max_priority_of(self, max_priority: float) -> float:
         """The largest p^α a leaf may hold when the largest priority seen is `max_priority` (rounding aside)."""
@@ -59,24 +68,11 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         """β of the importance weights, in [0, 1]."""
         self.beta = check_float("beta", beta, 0.0, 1.0)
 
-    def _by_member(self, rows: np.ndarray):
-        """(member k, its rows numbered from its first row, the positions in `rows`) for every member in `rows`."""
-        if self.members == 1:
-            yield 0, rows, slice(None)
-            return
-        rows = rows.reshape(-1)  # add()'s written rows come as (2, envs)
-        owner = rows // self._member_rows
-        for k in np.unique(owner).tolist():
-            where = np.flatnonzero(owner == k)
-            yield k, rows[where] - k * self._member_rows, where
-
     def _commit(self, written: np.ndarray, emitted: np.ndarray) -> int:
         overwritten = super()._commit(written, emitted)
         if overwritten:  # p = 0 where no transition starts now (other rows without one hold 0 already) …
-            for k, rows, _ in self._by_member(written):
-                self._trees[k].update(rows, 0.0)
-        for k, rows, _ in self._by_member(emitted):  # … and the largest p for new ones
-            self._trees[k].update(rows, self._max_priorities[k] ** self.alpha)
+            self._tree.update(written, 0.0)
+        self._tree.update(emitted, self._new_leaves[emitted // self._member_rows])  # … its member's largest p
         return overwritten
 
     def sample(self, batch_size: int, batches: int = 1) -> Batch:
@@ -86,15 +82,12 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         if batches != 1:
             raise ValueError(f"batches={batches!r}: prioritized replay samples one minibatch at a time")
         self._check_batch_size(batch_size)
-        indices, weights = [], []
-        for k, (tree, rng) in enumerate(zip(self._trees, self._rngs)):
-            u = (np.arange(batch_size) + rng.random(batch_size)) * (tree.total / batch_size)
-            rows = tree.find(u)
-            weights.append((tree.values[rows] / tree.min) ** -self.beta)
-            indices.append(rows + k * self._member_rows)
-        if self.members == 1:
-            return self._gather(indices[0], weights[0])
-        return self._gather(np.concatenate(indices), np.concatenate(weights))
+        draws = np.stack([rng.random(batch_size) for rng in self._rngs])  # [k, i]: from member k's generator
+        u = (np.arange(batch_size) + draws) * (self._tree.totals[:, None] / batch_size)
+        member = np.repeat(np.arange(self.members), batch_size)
+        indices = self._tree.find(u.reshape(-1), member)  # in member k's tree: its rows
+        weights = (self._tree.get(indices) / self._tree.minima[member]) ** -self.beta
+        return self._gather(indices, weights)
 
     def update_priorities(self, indices, td_errors) -> None:
         """p_i ← |δ_i| + priority_eps for sampled rows (a row that no longer holds a transition is skipped)."""
@@ -112,11 +105,11 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         keep = self._valid[indices]  # rows overwritten since sampling keep their new priority
         indices, first = np.unique(indices[keep], return_index=True)
         priorities = priorities[keep][first]
-        for k, rows, where in self._by_member(indices):
-            if len(rows):
-                member = priorities[where]
-                self._max_priorities[k] = max(self._max_priorities[k], float(member.max()))
-                self._trees[k].update(rows, member**self.alpha)
+        if len(indices):
+            max_priorities = self._max_priorities.copy()
+            np.maximum.at(max_priorities, indices // self._member_rows, priorities)  # each member's own largest
+            self._set_max_priorities(max_priorities)
+            self._tree.update(indices, priorities**self.alpha)
 
     def _settings(self) -> dict:
         return {**super()._settings(), "alpha": self.alpha}
@@ -124,27 +117,30 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     def member_state(self, k: int) -> dict:
         return {
             **super().member_state(k),
-            "priorities": torch.from_numpy(self._trees[k].values.copy()),
+            "priorities": torch.from_numpy(self._tree.tree_values(k)),
             "max_priority": float(self._max_priorities[k]),
             "beta": self.beta,
         }
 
     def load_member_state(self, k: int, state: dict, n_actions: int | None = None) -> None:
-        tree = self._trees[k]
+        self._check_member(k)
+        size = self._tree.size  # member k's rows
         priorities = state.get("priorities") if isinstance(state, dict) else None
-        if not isinstance(priorities, torch.Tensor) or tuple(priorities.shape) != (tree.size,) or \
+        if not isinstance(priorities, torch.Tensor) or tuple(priorities.shape) != (size,) or \
                 priorities.dtype != torch.float64 or not torch.isfinite(priorities).all():
-            raise ValueError(f"replay state 'priorities' must be finite float64 numbers of shape ({tree.size},)")
+            raise ValueError(f"replay state 'priorities' must be finite float64 numbers of shape ({size},)")
         max_priority = check_float("replay state 'max_priority'", state.get("max_priority"), 0.0, low_open=True)
         beta = check_float("replay state 'beta'", state.get("beta"), 0.0, 1.0)
         valid = state.get("valid")
-        if isinstance(valid, torch.Tensor) and valid.shape == (tree.size,) and valid.dtype == torch.bool:
+        if isinstance(valid, torch.Tensor) and valid.shape == (size,) and valid.dtype == torch.bool:
             valid, leaves = valid.numpy(), priorities.numpy()  # p^α > 0 exactly where a transition is
             if (leaves[~valid] != 0).any() or (leaves[valid] <= 0).any() or \
                     (leaves > self.max_priority_of(max_priority)).any():
                 raise ValueError("replay state 'priorities' must be > 0 (and ≤ max_priority^alpha) exactly on the "
                                  "rows holding transitions and 0 elsewhere")
         super().load_member_state(k, state, n_actions)  # checks the rest (and refuses a `valid` of another shape)
-        tree.set_values(priorities.cpu().numpy())
-        self._max_priorities[k] = max_priority
+        self._tree.set_values(priorities.cpu().numpy(), k)
+        max_priorities = self._max_priorities.copy()
+        max_priorities[k] = max_priority
+        self._set_max_priorities(max_priorities)
         self.set_beta(beta)

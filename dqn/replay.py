@@ -27,12 +27,13 @@ filling) differ only in which starts they select; one code path stores them.
 Sampling indexes preallocated numpy arrays with one index array per batch; the batch crosses to
 `device` in one place (`_to_device`), zero-copy on the CPU.
 
-Members. With a sequence of K seeds the buffer holds K independent members (a population of agents, one
-per seed): member k owns the rings of envs k·N … (k+1)·N − 1 (rows k·N·slots …), its own count, fill level
-and sampling generator (and, prioritized, its own sum-tree). add() takes the K·N envs' step at once (the
-ring logic is per env anyway), sample() draws each member's B rows from its own generator exactly as a
-buffer of that member alone would and gathers all K·B rows member-major in one indexing, and
-member_state(k) is what that buffer's state_dict() would be. One member is K = 1.
+Members: a sequence of K seeds makes K independent buffers of N envs each in one (a population of agents
+in lockstep, one per seed), member-major: member k owns envs k·N … (k+1)·N − 1, hence rings k·N … and rows
+k·N·slots … (k+1)·N·slots − 1, and has its own count, fill level and sampling generator (prioritized: its
+own tree of a SumTree forest and its own largest priority). add() takes all K·N envs' step at once, the
+ring logic above run over K·N rings; sample() draws each member's rows from its generator exactly as a
+buffer of that member alone would, and gathers the K members' rows, member-major, in one indexing;
+member_state(k) is that buffer's state_dict(). One member (an int seed) is K = 1.
 """
 
 from __future__ import annotations
@@ -41,14 +42,13 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import torch
 
 from qapprox.approximators.limits import check_memory
 from qapprox.dqn.replay_state import check_replay_state
-from qapprox.envs.validation import check_float, check_int, check_seed, check_shape, is_int
+from qapprox.envs.validation import check_float, check_int, check_seed, check_shape, is_int, shown
 
 
 @dataclass
@@ -80,9 +80,9 @@ class ReplayBuffer:
         being filled; an episode end still in the ring holds one row with its final observation).
     obs_dtype: storage dtype of observations (uint8 for images: 4×84×84 costs 28 KB a row).
     n_step: n of the n-step return; 1 is plain one-step DQN.
+    seed: the sampling generator's seed, or a sequence of K seeds: K members (module doc), each with
+        n_envs envs and capacity transitions of its own.
     """
-
-    EXTRA_BYTES_PER_ROW: ClassVar[int] = 0  # bytes per row a subclass keeps beside the storage (a sum-tree's)
 
     def __init__(
         self,
@@ -110,12 +110,12 @@ class ReplayBuffer:
             raise ValueError(f"device={device!r} is not a torch device") from None
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={device!r} is not available here (torch.cuda.is_available() is False)")
-        seeds = [seed] if seed is None or is_int(seed) else list(seed) if isinstance(seed, Sequence) else None
-        if not seeds:
-            raise ValueError(f"seed={seed!r} must be a seed, None, or a non-empty sequence of seeds (one per member)")
-        for one in seeds:
-            if one is not None:
-                check_seed("seed", one)
+        if seed is None or is_int(seed):
+            seeds = [seed if seed is None else check_seed("seed", seed)]
+        elif isinstance(seed, Sequence) and not isinstance(seed, (str, bytes)) and len(seed):
+            seeds = [check_seed(f"seed[{k}]", one) for k, one in enumerate(seed)]
+        else:
+            raise ValueError(f"seed={shown(seed)} must be a seed, None or a non-empty sequence of seeds (one per member)")
         self.members = K = len(seeds)
 
         # Rows per env: capacity / n_envs starts, n − 1 starts waiting for their window, 1 next obs.
@@ -123,7 +123,7 @@ class ReplayBuffer:
         self._rings = rings = K * self.n_envs  # one ring per env of every member
         self._member_rows = self.n_envs * self.slots  # member k's rows start at k · _member_rows
         rows = rings * self.slots
-        check_memory(f"a replay buffer of capacity={self.capacity}" + (f" × {K} members" if K > 1 else ""),
+        check_memory(f"a replay buffer of capacity={self.capacity}" + (f" for each of {K} members" if K > 1 else ""),
                      self.storage_bytes(self.capacity, self.obs_shape, self.obs_dtype.itemsize, self.n_envs,
                                         self.n_step, K))
         self._obs = np.zeros((rows, *self.obs_shape), dtype=self.obs_dtype)
@@ -180,8 +180,8 @@ class ReplayBuffer:
         return self._count.copy()
 
     def ready(self, batch_size: int) -> bool:
-        """May training draw minibatches of batch_size? Once the buffer has held that many transitions: it
-        holds them, or its ring has wrapped. (A ring only a little larger than a batch holds fewer transitions
+        """May training draw minibatches of batch_size? Once every member has held that many transitions: it
+        holds them, or its rings have wrapped. (A ring only a little larger than a batch holds fewer transitions
         than its capacity whenever episodes end in it — each final observation takes a row — and is then
         sampled with replacement from what it holds, the latest transitions, rather than not at all.)"""
         return bool(np.all((self._count >= batch_size) | ((self._filled == self.slots) & (self._count > 0))))
@@ -190,11 +190,18 @@ class ReplayBuffer:
     def storage_bytes(cls, capacity: int, obs_shape: tuple[int, ...], itemsize: int, n_envs: int = 1,
                       n_step: int = 1, members: int = 1) -> int:
         """An upper bound of the bytes a buffer of this class and these settings allocates (nbytes, plus
-        EXTRA_BYTES_PER_ROW and the n-step tables), computable before allocating it."""
-        n_envs *= members  # every member's rings
-        rows = n_envs * (math.ceil(capacity / (n_envs // members)) + n_step)
-        per_row = math.prod(obs_shape) * itemsize + 29 + cls.EXTRA_BYTES_PER_ROW  # obs; int64 ×2, f32 ×3, bool
-        return rows * per_row + 16 * n_envs * (n_step + 2) + 24 * n_step * n_step
+        what a subclass keeps beside the storage (_extra_bytes) and the n-step tables), computable before
+        allocating it; `members` members of n_envs envs each."""
+        member_rows = n_envs * (math.ceil(capacity / n_envs) + n_step)
+        per_row = math.prod(obs_shape) * itemsize + 29  # obs; int64 ×2, f32 ×3, bool
+        rings = members * n_envs
+        return (members * member_rows * per_row + cls._extra_bytes(member_rows, members)
+                + 16 * rings * (n_step + 2) + 24 * n_step * n_step)
+
+    @classmethod
+    def _extra_bytes(cls, member_rows: int, members: int) -> int:
+        """Bytes a subclass keeps beside the storage of `members` members of member_rows rows (a sum-tree's)."""
+        return 0
 
     @property
     def nbytes(self) -> int:
@@ -245,36 +252,44 @@ class ReplayBuffer:
             self._pending = self._pending_after[key]
             self._pointer = self._slot_after[pointer + done]  # an episode end keeps its final obs row
             self._windows_full = not np.count_nonzero(self._pending - (self.n_step - 1))
-        # Returns G[e, d] of every start in the window in one product; store those emitted.
-        returns = self._step_rewards[back_rows].dot(self._return_weights)
+        # Returns G[e, d] of every start in the window at once; store those emitted.
+        returns = self._window_returns(back_rows)
         starts = back_rows[env, d]
         self._returns[starts] = returns[env, d].astype(np.float32)  # summed in float64, stored as float32
         self._next_rows[starts] = next_row[env]  # S_{t+k} with k = d + 1 is the row just written
         self._discounts[starts] = self._discount_table[ended, d]
         self._commit(written, starts)
-        if self._filled.min() < self.slots:
+        if self._filled.min() < self.slots:  # per member: its fullest ring
             np.minimum(np.maximum(self._filled, pointer.reshape(self.members, -1).max(axis=1) + 2), self.slots,
                        out=self._filled)
+
+    def _window_returns(self, back_rows: np.ndarray) -> np.ndarray:
+        """G[e, d] = Σ_{d'} R[e, d'] · return_weights[d', d] of the starts S_{t−d} at back_rows[e, d], in float64,
+        summed in the order d' = 0 … n−1 whatever the number of rings (a BLAS product may round a row
+        differently in a taller matrix: one member must store what its buffer alone would)."""
+        return (self._step_rewards[back_rows][:, :, None] * self._return_weights).sum(axis=1)
 
     def end_episodes(self) -> None:
         """End every env's episode here, as a time-limit truncation, before the envs are reset (a resumed run):
         each start still waiting for its n-step window is stored with the k rewards it has, G = Σ_{j<k} γ^j R,
         bootstrapping from the last S_{t+1} with γ^k, and the ring steps past that S_{t+1}, as add() does at an
-        episode end — so no transition ends in the new episode's first state. A no-op on an unused buffer."""
-        if not self._filled.any():
+        episode end — so no transition ends in the new episode's first state. A no-op on an unused buffer
+        (member: a member not yet written to is left as it is)."""
+        used = np.repeat(self._filled > 0, self.n_envs)  # per ring
+        if not used.any():
             return
         env = np.repeat(np.arange(self._rings), self._pending)  # one entry per waiting start …
-        d = np.concatenate([np.arange(p) for p in self._pending]).astype(np.int64)  # … d steps back
+        d = np.arange(len(env)) - np.repeat(np.cumsum(self._pending) - self._pending, self._pending)  # … d steps back
         back_rows = self._first_row[:, None] + (self._pointer[:, None] - 1 - self._window[None, :]) % self.slots
-        returns = self._step_rewards[back_rows].dot(self._return_weights)  # [e, d], as in add()
+        returns = self._window_returns(back_rows)  # [e, d], as in add()
         starts = back_rows[env, d]
         self._returns[starts] = returns[env, d].astype(np.float32)
         self._next_rows[starts] = (self._first_row + self._pointer)[env]  # the row of the last S_{t+1}
         self._discounts[starts] = self._discount_table[0, d]
         self._commit(np.empty(0, dtype=np.int64), starts)
         self._pending[:] = 0
-        self._pointer = self._slot_after[self._pointer]  # keep S_{t+1}: the next S_t goes one slot further
-        self._derive()
+        self._pointer = np.where(used, self._slot_after[self._pointer], self._pointer)  # keep S_{t+1}: the next
+        self._derive()  # S_t goes one slot further
 
     def _commit(self, written: np.ndarray, emitted: np.ndarray) -> int:
         """Rows overwritten this step stop being transitions; emitted starts become ones. Returns
@@ -282,13 +297,12 @@ class ReplayBuffer:
         lost = written[self._valid[written]]
         if self.members == 1:
             self._count += len(emitted) - len(lost)
-        else:
-            self._count += np.bincount(emitted // self._member_rows, minlength=self.members) - \
-                np.bincount(lost // self._member_rows, minlength=self.members)
-        overwritten = len(lost)
+        else:  # per member: its rows' changes
+            self._count += np.bincount(emitted // self._member_rows, minlength=self.members)
+            self._count -= np.bincount(lost // self._member_rows, minlength=self.members)
         self._valid[written] = False
         self._valid[emitted] = True
-        return overwritten
+        return len(lost)
 
     def _derive(self) -> None:
         """The per-step index state that follows from pointer and pending (after __init__ or a load)."""
@@ -301,22 +315,24 @@ class ReplayBuffer:
     # ------------------------------------------------------------------ sampling
     def sample(self, batch_size: int, batches: int = 1) -> Batch:
         """B transitions drawn uniformly with replacement; `batches` minibatches of B at once as one
-        Batch of batches · B rows (independent draws: distributed as `batches` calls; Batch.split(B))."""
+        Batch of batches · B rows (independent draws: distributed as `batches` calls; Batch.split(B)).
+        K members: K · batches · B rows, member-major, member k's drawn from its generator as its buffer
+        alone would (the same rows, k · N · slots further on)."""
         self._check_batch_size(batch_size)
         rows = batch_size * check_int("batches", batches, 1)
-        indices = [self._uniform_indices(k, rows) + k * self._member_rows for k in range(self.members)]
-        return self._gather(indices[0] if self.members == 1 else np.concatenate(indices), None)
+        return self._gather(np.concatenate([self._uniform_indices(k, rows) for k in range(self.members)]), None)
 
     def transitions(self) -> Batch:
-        """Every sampleable transition, env by env in storage order, weights 1 (for inspection)."""
+        """Every sampleable transition, member by member and env by env in storage order, weights 1 (for
+        inspection)."""
         return self._gather(np.flatnonzero(self._valid), None)
 
     def _uniform_indices(self, k: int, batch_size: int) -> np.ndarray:
-        """Uniform over member k's sampleable rows (numbered from its first row): draw uniformly over its
-        written rows, keep the valid ones in order (rejection sampling; usually one round, as nearly all
-        written rows are valid)."""
+        """Uniform over member k's sampleable rows: draw uniformly over its written rows, keep the valid
+        ones in order (rejection sampling; usually one round, as nearly all written rows are valid)."""
         filled, count, rng = int(self._filled[k]), int(self._count[k]), self._rngs[k]
-        valid = self._valid[k * self._member_rows:(k + 1) * self._member_rows]
+        first = k * self._member_rows
+        valid = self._valid[first : first + self._member_rows]
         span = self.n_envs * filled
         picked = np.empty(0, dtype=np.int64)
         while len(picked) < batch_size:
@@ -326,7 +342,7 @@ class ReplayBuffer:
             if filled < self.slots:  # u ↦ row u mod filled of env u // filled
                 candidates = (candidates // filled) * self.slots + candidates % filled
             picked = np.concatenate([picked, candidates[valid[candidates]]])
-        return picked[:batch_size]
+        return picked[:batch_size] + first
 
     def _gather(self, indices: np.ndarray, weights: np.ndarray | None) -> Batch:
         if weights is None:
@@ -358,17 +374,21 @@ class ReplayBuffer:
         names = ("obs", "next_obs", "actions", "rewards", "terminated", "truncated")
         for name, shape, expected in zip(names, shapes, self._step_shapes):
             if shape != expected:
-                raise ValueError(f"{name} has shape {shape}; expected {expected} (n_envs={self.n_envs}"
-                                 + (f" × members={self.members})" if self.members > 1 else ")"))
+                members = f" × members={self.members}" if self.members > 1 else ""
+                raise ValueError(f"{name} has shape {shape}; expected {expected} (n_envs={self.n_envs}{members})")
 
     def _check_batch_size(self, batch_size: int) -> None:
-        limit = max(self.capacity, int(self._count.min()))  # n-step rings can hold a few more than the capacity
+        """Per member: B ≤ max(capacity, its count) (n-step rings can hold a few more transitions than the
+        capacity), and at least one transition held."""
+        limit = max(self.capacity, int(self._count.min()))
         if not (is_int(batch_size) and 1 <= batch_size <= limit):
+            held = "it holds" if self.members == 1 else "each member holds"
             raise ValueError(f"batch_size={batch_size!r} must be an integer in [1, {limit}] (at most the buffer's "
-                             "capacity or the transitions it holds)")
+                             f"capacity or the transitions {held})")
         if not self._count.all():
             raise ValueError("the replay buffer holds no transition yet: nothing to sample" if self.members == 1 else
-                             f"member {int(np.argmin(self._count))} of the replay buffer holds no transition yet")
+                             f"member {int(np.argmin(self._count))} of the replay buffer holds no transition yet: "
+                             "nothing to sample")
 
     # ------------------------------------------------------------------ state
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -382,29 +402,40 @@ class ReplayBuffer:
         return {"capacity": self.capacity, "n_envs": self.n_envs, "n_step": self.n_step, "gamma": self.gamma}
 
     def _member_arrays(self, k: int) -> dict[str, np.ndarray]:
-        """Member k's slices of the storage (views; next_rows in the buffer's row numbering)."""
+        """Member k's slices of _arrays() (views; next_rows still numbered as the buffer's rows)."""
+        self._check_member(k)
         rows = slice(k * self._member_rows, (k + 1) * self._member_rows)
         envs = slice(k * self.n_envs, (k + 1) * self.n_envs)
         return {name: array[envs if name in ("pointer", "pending") else rows] for name, array in self._arrays().items()}
 
-    def state_dict(self) -> dict:
-        """member_state(0) of a one-member buffer (a population's members: member_state(k))."""
+    def _check_member(self, k: int) -> None:
+        if not (is_int(k) and 0 <= k < self.members):
+            raise ValueError(f"member={shown(k)} must be an integer in [0, {self.members - 1}] "
+                             f"(this replay buffer has {self.members} member{'s' if self.members > 1 else ''})")
+
+    def _one_member(self, what: str) -> None:
         if self.members != 1:
-            raise ValueError(f"this replay buffer has {self.members} members: use member_state(k) / load_member_state(k, …)")
+            raise ValueError(f"{what} of a replay buffer of {self.members} members: use member_state(k) / "
+                             "load_member_state(k, state) for each member")
+
+    def state_dict(self) -> dict:
+        """A one-member buffer's state: member_state(0)."""
+        self._one_member("state_dict()")
         return self.member_state(0)
 
     def load_state_dict(self, state: dict, n_actions: int | None = None) -> None:
-        """load_member_state(0, …) of a one-member buffer."""
-        if self.members != 1:
-            raise ValueError(f"this replay buffer has {self.members} members: use member_state(k) / load_member_state(k, …)")
+        """A one-member buffer's restore: load_member_state(0, state, n_actions)."""
+        self._one_member("load_state_dict()")
         self.load_member_state(0, state, n_actions)
 
     def member_state(self, k: int) -> dict:
-        """Member k's storage (copies), waiting n-step windows, counters and sampling RNG: exactly the
-        state_dict of a buffer of that member alone, so a loaded copy samples the same batches."""
+        """Member k's storage, waiting n-step windows, counters and sampling RNG: exactly the state_dict of a
+        buffer of that member alone (its rows, next_rows numbered from its first row), so a loaded copy
+        samples the same batches. The storage tensors share memory with this buffer (save them before the
+        next add); next_rows is a copy."""
+        arrays = {name: torch.from_numpy(array) for name, array in self._member_arrays(k).items()}
         generator = self._rngs[k].bit_generator.state
-        arrays = {name: torch.from_numpy(array.copy()) for name, array in self._member_arrays(k).items()}
-        arrays["next_rows"] -= k * self._member_rows
+        arrays["next_rows"] = arrays["next_rows"] - k * self._member_rows
         return {
             **self._settings(),
             **arrays,
@@ -417,14 +448,15 @@ class ReplayBuffer:
         }
 
     def load_member_state(self, k: int, state: dict, n_actions: int | None = None) -> None:
-        """Restore member k from a state of a one-member buffer built with the same settings, after checking
-        all of it: shapes and dtypes, every pointer and row index in range, actions in [0, n_actions) when
-        given, finite rewards, discounts in [0, 1], counts that agree with the stored rows. A bad state is a
-        one-line ValueError and leaves this buffer unchanged."""
+        """Restore member k from a state_dict() of a one-member buffer built with the same settings (or a
+        member_state), after checking all of it: shapes and dtypes, every pointer and row index in range,
+        actions in [0, n_actions) when given, finite rewards, discounts in [0, 1], counts that agree with the
+        stored rows. A bad state is a one-line ValueError and leaves this buffer unchanged."""
         member = self._member_arrays(k)
         stored, counters = check_replay_state(state, self._settings(), member, self.slots, n_actions)
         for name, array in member.items():
-            np.copyto(array, stored[name] + k * self._member_rows if name == "next_rows" else stored[name])
+            np.copyto(array, stored[name])
+        member["next_rows"] += k * self._member_rows
         self._count[k], self._filled[k] = counters["count"], counters["filled"]
         self._derive()
         self._rngs[k].bit_generator.state = {

@@ -219,10 +219,10 @@ def test_matches_a_plain_python_reference_through_wrap_around(kind, n_envs, n_st
                 assert (a, s2) == (a_ref, s2_ref) and g == pytest.approx(g_ref, rel=1e-5, abs=1e-5)
                 assert d == pytest.approx(d_ref, rel=1e-6), (s, d, d_ref)
             if kind is PrioritizedReplayBuffer:  # new transitions get p > 0, every other row 0
-                priorities = buffer._trees[0].values
+                priorities = buffer._tree.values
                 np.testing.assert_array_equal(priorities > 0, buffer._valid)
-                assert buffer._trees[0].total == pytest.approx(priorities.sum(), rel=1e-9)
-                assert buffer._trees[0].min == (priorities[priorities > 0].min() if len(buffer) else np.inf)
+                assert buffer._tree.total == pytest.approx(priorities.sum(), rel=1e-9)
+                assert buffer._tree.min == (priorities[priorities > 0].min() if len(buffer) else np.inf)
             if len(buffer):  # samples come from the stored transitions only, next_obs included
                 batch = buffer.sample(min(len(buffer), 16))
                 for s, s2 in zip(batch.obs[:, 0].tolist(), batch.next_obs[:, 0].tolist()):
@@ -398,7 +398,7 @@ def test_importance_weights_by_hand():
 def test_new_transitions_get_the_largest_priority_and_overwritten_rows_keep_theirs():
     buffer = prioritized(np.array([1.0, 9.0]) - 1e-6, alpha=0.5)  # p^α = 1, 3; max p = 9
     step(buffer, [2], [0], [0], [3])
-    np.testing.assert_allclose(buffer._trees[0].values[:4], [1.0, 3.0, 3.0, 0.0])  # row 3: S=3, no transition
+    np.testing.assert_allclose(buffer._tree.values[:4], [1.0, 3.0, 3.0, 0.0])  # row 3: S=3, no transition
     # Capacity 2 (rows 0-2, one for S_{t+1}): the next add writes S_{t+1} over row 0. A priority
     # computed for row 0 before that must not revive it.
     buffer = PrioritizedReplayBuffer(capacity=2, obs_shape=(1,), alpha=1.0, seed=0)
@@ -406,8 +406,8 @@ def test_new_transitions_get_the_largest_priority_and_overwritten_rows_keep_thei
     step(buffer, [1], [0], [0], [2])
     step(buffer, [2], [0], [0], [3])
     buffer.update_priorities(np.array([0, 2]), np.array([50.0, 5.0]))
-    np.testing.assert_allclose(buffer._trees[0].values, [0.0, 1.0, 5.0 + 1e-6])
-    assert buffer.max_priority == pytest.approx(5.0) and buffer._trees[0].total == pytest.approx(6.0)
+    np.testing.assert_allclose(buffer._tree.values, [0.0, 1.0, 5.0 + 1e-6])
+    assert buffer.max_priority == pytest.approx(5.0) and buffer._tree.total == pytest.approx(6.0)
     assert set(buffer.sample(2).obs[:, 0].tolist()) <= {1.0, 2.0}
 
 
@@ -583,3 +583,190 @@ def test_a_population_buffer_refuses_in_one_line():
         ReplayBuffer(10, (2,), seed=[1, 2, 3]).state_dict()
     with pytest.raises(ValueError, match=r"expected \(6, 2\) \(n_envs=2 × members=3\)"):
         ReplayBuffer(10, (2,), n_envs=2, seed=[1, 2, 3]).add(*[np.zeros((2, 2))] * 2, *[np.zeros(2, int)] * 4)
+
+
+def feed(buffers_and_parts, rng, steps, envs, rewards_of=None):
+    """The same random steps (CartPole-like obs, episodes ending by termination and truncation at other
+    times in every env) into each (buffer, envs slice); rewards_of(rewards) may change a copy's rewards."""
+    obs = rng.normal(size=(envs, 3)).astype(np.float32)
+    for _ in range(steps):
+        next_obs = rng.normal(size=(envs, 3)).astype(np.float32)
+        actions, rewards = rng.integers(2, size=envs), rng.normal(size=envs).astype(np.float32)
+        terminated, truncated = rng.random(envs) < 0.08, rng.random(envs) < 0.04
+        for buffer, part, changed in buffers_and_parts:
+            r = rewards_of(rewards) if changed else rewards
+            buffer.add(obs[part], actions[part], r[part], next_obs[part], terminated[part], truncated[part])
+        obs = next_obs
+
+
+def assert_same_state(mine: dict, theirs: dict) -> None:
+    assert mine.keys() == theirs.keys()
+    for key, value in theirs.items():
+        if torch.is_tensor(value):
+            assert mine[key].dtype == value.dtype and torch.equal(mine[key], value), key
+        else:
+            assert type(mine[key]) is type(value) and mine[key] == value, key
+
+
+@pytest.mark.parametrize("kind", [ReplayBuffer, PrioritizedReplayBuffer])
+def test_a_member_depends_on_its_own_seed_and_steps_only(kind):
+    # Populations that differ only in member 1's seed, or only in member 1's rewards: members 0 and 2 draw
+    # the same rows (and weights) in all of them; member 1's draws or returns differ.
+    settings = dict(capacity=30, obs_shape=(3,), n_envs=2, n_step=3, gamma=0.9)
+    base, other_seed, other_rewards = (kind(**settings, seed=seeds) for seeds in ([5, 6, 7], [5, 60, 7], [5, 6, 7]))
+    every = slice(None)
+    feed([(base, every, False), (other_seed, every, False), (other_rewards, every, True)], np.random.default_rng(1),
+         60, envs=6, rewards_of=lambda r: np.where(np.arange(6) // 2 == 1, r + 1, r).astype(np.float32))
+    for _ in range(3):
+        a, b, c = (buffer.sample(8) for buffer in (base, other_seed, other_rewards))
+        for name in ("obs", "actions", "rewards", "next_obs", "discounts", "weights", "indices"):
+            for k in (0, 2):
+                rows = slice(8 * k, 8 * k + 8)
+                assert torch.equal(getattr(a, name)[rows], getattr(b, name)[rows]), name
+                assert torch.equal(getattr(a, name)[rows], getattr(c, name)[rows]), name
+        assert not torch.equal(a.indices[8:16], b.indices[8:16])  # member 1's own generator
+        assert torch.equal(a.indices[8:16], c.indices[8:16]) and not torch.equal(a.rewards[8:16], c.rewards[8:16])
+        td = torch.arange(24.0) % 5
+        for buffer, batch in ((base, a), (other_seed, b), (other_rewards, c)):
+            buffer.update_priorities(batch.indices, td)
+    for k in (0, 2):
+        assert_same_state(other_seed.member_state(k), base.member_state(k))
+        assert_same_state(other_rewards.member_state(k), base.member_state(k))
+
+
+@pytest.mark.parametrize("kind", [ReplayBuffer, PrioritizedReplayBuffer])
+def test_one_member_by_a_list_of_one_seed_is_the_buffer_of_that_seed(kind):
+    settings = dict(capacity=30, obs_shape=(3,), n_envs=2, n_step=2, gamma=0.9)
+    listed, plain = kind(**settings, seed=[11]), kind(**settings, seed=11)
+    assert (listed.members, plain.members) == (1, 1) and listed.nbytes == plain.nbytes
+    feed([(listed, slice(None), False), (plain, slice(None), False)], np.random.default_rng(2), 50, envs=2)
+    assert listed.counts.tolist() == [len(listed)] == [len(plain)]
+    for _ in range(3):
+        a, b = listed.sample(8), plain.sample(8)
+        for name in vars(a):
+            assert torch.equal(getattr(a, name), getattr(b, name)), name
+        listed.update_priorities(a.indices, a.rewards.abs())
+        plain.update_priorities(b.indices, b.rewards.abs())
+    assert_same_state(listed.state_dict(), plain.state_dict())
+    assert_same_state(listed.member_state(0), plain.state_dict())
+    if kind is PrioritizedReplayBuffer:
+        assert type(listed.max_priority) is float and listed.max_priority == plain.max_priority > 1.0
+
+
+def test_end_episodes_leaves_a_member_not_yet_written_to_as_it_is():
+    # Member 0 restored from a used buffer, member 1 from an unused one: end_episodes() ends member 0's
+    # episodes as its buffer alone would and leaves member 1 as an unused buffer (a no-op there).
+    settings = dict(capacity=20, obs_shape=(3,), n_envs=2, n_step=3)
+    used, unused = ReplayBuffer(**settings, seed=1), ReplayBuffer(**settings, seed=2)
+    feed([(used, slice(None), False)], np.random.default_rng(3), 13, envs=2)
+    population = ReplayBuffer(**settings, seed=[8, 9])
+    population.load_member_state(0, used.state_dict())
+    population.load_member_state(1, unused.state_dict())
+    assert population.counts.tolist() == [len(used), 0]
+    for buffer in (population, used, unused):
+        buffer.end_episodes()
+    assert_same_state(population.member_state(0), used.state_dict())
+    assert_same_state(population.member_state(1), unused.state_dict())
+    assert population.counts.tolist() == [len(used), 0] and len(used) > 0
+
+
+@pytest.mark.parametrize("members", [2, 3, 5])
+def test_population_storage_bound_and_sizes(members):
+    for kind in (ReplayBuffer, PrioritizedReplayBuffer):
+        buffer = kind(capacity=37, obs_shape=(3,), n_envs=2, n_step=3, seed=list(range(members)))
+        one = kind(capacity=37, obs_shape=(3,), n_envs=2, n_step=3, seed=0)
+        assert len(buffer._valid) == members * len(one._valid)  # capacity is per member
+        assert kind.storage_bytes(37, (3,), 4, 2, 3, members) >= buffer.nbytes
+        assert ReplayBuffer.storage_bytes(37, (3,), 4, 2, 3, members) == \
+            members * (ReplayBuffer.storage_bytes(37, (3,), 4, 2, 3) - 24 * 9) + 24 * 9  # rows and rings × K
+
+
+@pytest.mark.parametrize("size", [1, 5, 8, 13])
+@pytest.mark.parametrize("trees", [1, 2, 3, 5])
+def test_a_sum_tree_forest_is_its_trees_side_by_side(size, trees):
+    """Each tree of SumTree(size, trees) has the sums, mins, totals, minima and searches of a SumTree(size) fed
+    its leaves: the same floats, bit for bit."""
+    rng = np.random.default_rng(size * 10 + trees)
+    forest, alone = SumTree(size, trees), [SumTree(size) for _ in range(trees)]
+    for round in range(12):
+        indices = rng.choice(trees * size, rng.integers(1, trees * size + 1), replace=False)
+        values = rng.random(len(indices)) * (rng.random(len(indices)) < 0.8)  # zeros too
+        if round == 5:  # one tree's leaves at once
+            t, values = int(rng.integers(trees)), rng.random(size)
+            forest.set_values(values, t)
+            alone[t].set_values(values)
+        else:
+            forest.update(indices, values)
+            for t, tree in enumerate(alone):
+                mine = indices // size == t
+                tree.update(indices[mine] - t * size, values[mine])
+        assert forest.totals.tolist() == [tree.total for tree in alone]
+        assert forest.minima.tolist() == [tree.min for tree in alone]
+        np.testing.assert_array_equal(forest.values, np.concatenate([tree.values for tree in alone]))
+        for t, tree in enumerate(alone):
+            assert np.array_equal(forest.tree_values(t), tree.values)
+            first = forest.first_leaf + t * forest.tree_leaves  # tree t's nodes, level by level
+            for level in range(tree.depth + 1):
+                width = 1 << level
+                node = (forest.first_root + t) * width
+                np.testing.assert_array_equal(forest.sums[node : node + width], tree.sums[width : 2 * width])
+                np.testing.assert_array_equal(forest.mins[node : node + width], tree.mins[width : 2 * width])
+            assert first == (forest.first_root + t) * tree.first_leaf
+        live = [t for t, tree in enumerate(alone) if tree.total > 0]
+        if live:
+            member = np.repeat(live, 50)
+            u = rng.random(len(member)) * forest.totals[member]
+            expected = np.concatenate([alone[t].find(u[member == t]) + t * size for t in live])
+            np.testing.assert_array_equal(forest.find(u, member), expected)
+            np.testing.assert_array_equal(forest.get(expected), np.concatenate(
+                [alone[t].values[alone[t].find(u[member == t])] for t in live]))
+    assert SumTree.storage_bytes(size, trees) == forest.sums.nbytes + forest.mins.nbytes
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: ReplayBuffer(10, (2,), seed=()), "seed=() must be a seed, None or a non-empty sequence"),
+        (lambda: ReplayBuffer(10, (2,), seed="7"), "seed='7' must be a seed, None or a non-empty sequence"),
+        (lambda: ReplayBuffer(10, (2,), seed=1.5), "seed=1.5 must be a seed"),
+        (lambda: ReplayBuffer(10, (2,), seed=[1, 2.5]), "seed[1]=2.5 must be an integer in [0, "),
+        (lambda: ReplayBuffer(10, (2,), seed=[1, None]), "seed[1]=None must be an integer in [0, "),
+        (lambda: ReplayBuffer(10, (2,), seed=[-1]), "seed[0]=-1 must be an integer in [0, "),
+        (lambda: ReplayBuffer(10, (2,), seed=[True]), "seed[0]=True must be an integer"),
+        (lambda: ReplayBuffer(10, (2,), seed=[1, 2]).load_state_dict(ReplayBuffer(10, (2,)).state_dict()),
+         "load_state_dict() of a replay buffer of 2 members: use member_state(k) / load_member_state(k, state)"),
+        (lambda: ReplayBuffer(10, (2,), seed=[1, 2]).member_state(2), "member=2 must be an integer in [0, 1]"),
+        (lambda: PrioritizedReplayBuffer(10, (2,), seed=[1, 2]).load_member_state(-1, {}),
+         "member=-1 must be an integer in [0, 1]"),
+        (lambda: PrioritizedReplayBuffer(10, (2,), seed=[1, 2]).state_dict(),
+         "state_dict() of a replay buffer of 2 members"),
+    ],
+)
+def test_bad_members_are_one_line_errors(make, message):
+    with pytest.raises(ValueError) as error:
+        make()
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_population_samples_only_once_every_member_can():
+    buffer = PrioritizedReplayBuffer(capacity=4, obs_shape=(2,), seed=[1, 2])
+    state = PrioritizedReplayBuffer(capacity=4, obs_shape=(2,), seed=3)
+    step_one = (np.zeros((1, 2)), np.zeros(1, np.int64), np.ones(1), np.ones((1, 2)), np.zeros(1, bool),
+                np.zeros(1, bool))
+    state.add(*step_one)
+    buffer.load_member_state(0, state.state_dict())  # member 0 holds a transition, member 1 none
+    assert buffer.counts.tolist() == [1, 0] and not buffer.ready(1)
+    with pytest.raises(ValueError, match="member 1 of the replay buffer holds no transition yet: nothing to sample"):
+        buffer.sample(1)
+    buffer.load_member_state(1, state.state_dict())
+    assert buffer.ready(1) and buffer.sample(1).indices.tolist() == [0, len(state._valid)]
+    with pytest.raises(ValueError, match=re.escape("batch_size=5 must be an integer in [1, 4] (at most the buffer's "
+                                                   "capacity or the transitions each member holds)")):
+        buffer.sample(5)
+    bad = state.state_dict()
+    bad["count"] = 3
+    before = buffer.member_state(1)
+    before = {key: value.clone() if torch.is_tensor(value) else value for key, value in before.items()}
+    with pytest.raises(ValueError, match="count=3 but 1 rows hold transitions"):
+        buffer.load_member_state(1, bad)
+    assert_same_state(buffer.member_state(1), before)  # unchanged
