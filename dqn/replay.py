@@ -115,7 +115,8 @@ class ReplayBuffer:
         elif isinstance(seed, Sequence) and not isinstance(seed, (str, bytes)) and len(seed):
             seeds = [check_seed(f"seed[{k}]", one) for k, one in enumerate(seed)]
         else:
-            raise ValueError(f"seed={shown(seed)} must be a seed, None or a non-empty sequence of seeds (one per member)")
+            raise ValueError(f"seed={shown(seed)} must be a seed, None or a non-empty sequence of seeds "
+                             "(one per member)")
         self.members = K = len(seeds)
 
         # Rows per env: capacity / n_envs starts, n − 1 starts waiting for their window, 1 next obs.

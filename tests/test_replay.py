@@ -573,7 +573,10 @@ def test_each_member_of_a_population_buffer_is_its_own_buffer(kind, n_step):
     fresh = kind(**settings, seed=[0, 1, 2])
     for k in range(3):
         fresh.load_member_state(k, population.member_state(k))
-    assert torch.equal(fresh.sample(8).obs, population.sample(8).obs)  # the same rows from the same generators
+    for _ in range(2):  # the same rows and weights from the same generators and trees
+        a, b = fresh.sample(8), population.sample(8)
+        for name in vars(a):
+            assert torch.equal(getattr(a, name), getattr(b, name)), name
 
 
 def test_a_population_buffer_refuses_in_one_line():
