@@ -144,12 +144,14 @@ def read_run(run_dir: str | Path) -> Run:
 
 
 # ---------------------------------------------------------------- a sweep's trials
-def trial_run(trial_dir: Path) -> Run | None:
-    """The trial's run: its newest run directory (<env>__<name>__<seed>__<unix time>).
+def trial_run(trial_dir: Path, seed: int | None = None) -> Run | None:
+    """The trial's run: its newest run directory (<env>__<name>__<seed>__<unix time>), of `seed` when
+    given (a population trial holds one run directory per member).
 
     A resumed attempt writes into the run directory of its checkpoint; a new one is only made when
     an attempt died before its first checkpoint, and then the newest directory is the whole run."""
-    newest = max(run_dirs(trial_dir), key=lambda p: (parse_run_dir(p).time, p.stat().st_mtime), default=None)
+    runs = [p for p in run_dirs(trial_dir) if seed is None or parse_run_dir(p).seed == seed]
+    newest = max(runs, key=lambda p: (parse_run_dir(p).time, p.stat().st_mtime), default=None)
     return read_run(newest) if newest is not None else None
 
 
@@ -173,8 +175,9 @@ def run_summary(run: Run | None, threshold: float | None) -> dict[str, float]:
 
 
 def collect(sweep_dir: str | Path) -> list[dict]:
-    """Every trial of a sweep: config name, seed, finished flag, its outcome (dqn.trial: finished or diverged;
-    running before done.json), attempts and run (None before its first event)."""
+    """Every run of a sweep, one per seed (a population trial gives one per member): trial name, config
+    name, seed, finished flag, its outcome (dqn.trial: finished or diverged, a member's own in done.json's
+    "members"; running before done.json), the trial's attempts and the run (None before its first event)."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"no sweep directory {sweep_dir}")
@@ -182,11 +185,13 @@ def collect(sweep_dir: str | Path) -> list[dict]:
     for trial_file in sorted(sweep_dir.glob("*/trial.json")):
         trial = read_json(trial_file)
         done = read_json(trial_file.parent / "done.json")
-        runs.append({"name": trial["name"], "config": config_name(trial["config"]), "env": trial["env"],
-                     "seed": trial["seed"], "finished": done is not None,
-                     "outcome": "running" if done is None else done.get("outcome", "finished"),
-                     "attempts": len(read_json(trial_file.parent / "attempts.json", [])),
-                     "run": trial_run(trial_file.parent)})
+        outcome = "running" if done is None else done.get("outcome", "finished")
+        members = {m["seed"]: m["outcome"] for m in (done or {}).get("members", [])}
+        attempts = len(read_json(trial_file.parent / "attempts.json", []))
+        for seed in trial.get("seeds") or [trial["seed"]]:
+            runs.append({"name": trial["name"], "config": config_name(trial["config"]), "env": trial["env"],
+                         "seed": seed, "finished": done is not None, "outcome": members.get(seed, outcome),
+                         "attempts": attempts, "run": trial_run(trial_file.parent, seed)})
     if not runs:
         raise FileNotFoundError(f"no trials (*/trial.json) in {sweep_dir}")
     return runs

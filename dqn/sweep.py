@@ -6,17 +6,21 @@
     analysis.report(sweep_dir)                               # report.md, report.csv, runs.csv, curves.png
 
 A sweep is configurations × seeds; each pair is a Trial (qapprox.dqn.trial): one ordinary training
-run in SWEEP_DIR/<configuration>__seed<N>/. Configurations are the grid's product, each grid point
-with `random` seeded draws of the searched keys. Values are DQNConfig fields parsed by
-dqn.config.coerce and spelled one way (true/false, 0.0003, '64 64'), so that a name is its value.
+run in SWEEP_DIR/<configuration>__seed<N>/. With `seeds_per_trial` K > 1 each configuration's seeds
+are grouped in order, K at a time, into population trials (SWEEP_DIR/<configuration>__seeds0-3/):
+K runs in lockstep in one process, the report still one line per seed. Configurations are the
+grid's product, each grid point with `random` seeded draws of the searched keys. Values are
+DQNConfig fields parsed by dqn.config.coerce and spelled one way (true/false, 0.0003, '64 64'),
+so that a name is its value.
 
 Why Ray core tasks and not Ray Tune: a trial already is a complete program with its own
 checkpoints and TensorBoard directory; Tune would add a second tree of trial directories,
 its own checkpoint syncing and experiment state that ties a restart to Tune's bookkeeping.
 A core task with `max_retries` gives exactly what is needed: Ray re-runs a task whose worker
-died, and the re-run resumes from the trial's newest checkpoint; `done.json` makes a re-run of
-the whole sweep skip finished trials. What a sweep is made of (seeds, grid values, random draws)
-is checked and counted before any of it is built or Ray starts.
+died, and the re-run resumes from the trial's newest checkpoint (a population's, from its
+manifest); `done.json` makes a re-run of the whole sweep skip finished trials. What a sweep is
+made of (seeds, grid values, random draws) is checked and counted before any of it is built or
+Ray starts.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ from qapprox.dqn.command_line import DISK_ERRORS
 from qapprox.dqn.config import DQNConfig, coerce, resolve
 from qapprox.dqn.env_factory import make_env
 from qapprox.dqn.ray_cluster import ClusterOptions
-from qapprox.dqn.trial import KILL_TRIAL_VARIABLE, Trial, TrialFailed, TrialInterrupted, pending, run_trial
+from qapprox.dqn.population import MAX_MEMBERS
+from qapprox.dqn.trial import KILL_TRIAL_VARIABLE, Trial, TrialFailed, TrialInterrupted, pending, run_trial, spell_seeds
 from qapprox.dqn.trial_files import config_name, read_json
 from qapprox.envs.validation import check_int, check_name, check_seed, parse_seeds, shown
 
@@ -176,16 +181,21 @@ def check_configs(env: str, configs: list[dict[str, str]], fixed: dict[str, str]
 
 
 def make_trials(sweep_dir: str | Path, env: str, seeds: list[int], configs: list[dict[str, str]],
-                fixed: dict[str, str], total_timesteps: int | None, device: str) -> list[Trial]:
-    """Configurations × seeds, one Trial each; the test hook marks the trial it names.
+                fixed: dict[str, str], total_timesteps: int | None, device: str,
+                seeds_per_trial: int = 1) -> list[Trial]:
+    """Configurations × seeds, one Trial each; with seeds_per_trial K > 1, each configuration's seeds
+    grouped in order into trials of up to K (0-4, K = 2: (0, 1), (2, 3), (4,)). The test hook marks the
+    trial it names.
 
     Every trial directory is one plain, new component inside sweep_dir (no separator, not '..', at most
     NAME_MAX bytes, no two trials alike): anything else is a one-line ValueError."""
     check_trial_count(len(configs), len(seeds))
+    check_int("seeds_per_trial", seeds_per_trial, 1, MAX_MEMBERS)
+    groups = [tuple(seeds[i:i + seeds_per_trial]) for i in range(0, len(seeds), seeds_per_trial)]
     doomed = os.environ.get(KILL_TRIAL_VARIABLE, "")
     root = Path(sweep_dir).resolve()
-    trials = [Trial(str(root), env, seed, config, fixed, total_timesteps, device)
-              for config in configs for seed in seeds]
+    trials = [Trial(str(root), env, group[0], config, fixed, total_timesteps, device, seeds=group)
+              for config in configs for group in groups]
     names: set[str] = set()
     for trial in trials:
         check_name("trial directory", trial.name)
@@ -211,6 +221,7 @@ class Sweep:
     fixed: typing.Sequence[str] = ()  # KEY=VALUE each, the same for every trial (not part of trial names)
     total_timesteps: int | None = None
     sweep_dir: str | Path | None = None  # default runs/sweeps/<env>; reuse it to resume
+    seeds_per_trial: int = 1  # K > 1: populations of up to K seeds, one process each
 
 
 def prepare(sweep: Sweep, cluster: ClusterOptions, bench: bool = False) -> tuple[Path, list[Trial]]:
@@ -228,11 +239,12 @@ def prepare(sweep: Sweep, cluster: ClusterOptions, bench: bool = False) -> tuple
         sweep_dir = sweep_dir / f"bench-{os.getpid()}"
     fixed_values = {key: values[0] for key, values in fixed.items()}
     return sweep_dir, prepare_trials(sweep_dir, sweep.env, sweep.seeds, configs, fixed_values, sweep.total_timesteps,
-                                     cluster, bench)
+                                     cluster, bench, sweep.seeds_per_trial)
 
 
 def prepare_trials(sweep_dir: Path, env: str, seeds: str, configs: list[dict[str, str]], fixed: dict[str, str],
-                   total_timesteps: int | None, cluster: ClusterOptions, bench: bool = False) -> list[Trial]:
+                   total_timesteps: int | None, cluster: ClusterOptions, bench: bool = False,
+                   seeds_per_trial: int = 1) -> list[Trial]:
     """The trials of configurations (canonical values, as configurations() makes them) × seeds in
     sweep_dir, after every check of prepare() that does not depend on how the configurations were chosen:
     Ray installed, the cluster's options, the seeds, the env and each configuration's DQNConfig."""
@@ -241,7 +253,8 @@ def prepare_trials(sweep_dir: Path, env: str, seeds: str, configs: list[dict[str
     seed_list = parse_seeds(seeds, MAX_TRIALS)
     check_env(env)
     check_configs(env, configs, fixed, total_timesteps, seed_list)
-    return make_trials(sweep_dir, env, seed_list, configs, fixed, total_timesteps, device="cpu")
+    return make_trials(sweep_dir, env, seed_list, configs, fixed, total_timesteps, device="cpu",
+                       seeds_per_trial=seeds_per_trial)
 
 
 # ---------------------------------------------------------------- the driver
@@ -256,7 +269,9 @@ def run_on_ray(ray, trials: list[Trial], cpus_per_trial: float, gpus: float, max
         trial = futures.pop(ready)
         try:
             done = ray.get(ready)
-            diverged = f"; {done['message']}" if done.get("outcome") == "diverged" else ""
+            stopped = [m["seed"] for m in done.get("members", []) if m["outcome"] == "diverged"]
+            diverged = (f"; {done['message']}" if done.get("outcome") == "diverged"
+                        else f"; seed(s) {spell_seeds(tuple(stopped))} diverged" if stopped else "")
             print(f"[{len(trials) - len(futures)}/{len(trials)}] {trial.name}: "
                   f"{done['seconds']:.1f} s, {done['attempts']} attempt(s){diverged}", flush=True)
         except (ray.exceptions.RayError, TrialFailed, TrialInterrupted) as error:
@@ -270,8 +285,10 @@ def run_on_ray(ray, trials: list[Trial], cpus_per_trial: float, gpus: float, max
 def run(sweep_dir: Path, trials: list[Trial], cluster: ClusterOptions) -> list[str]:
     """Run the trials not finished yet on the cluster (started here, or joined); return the failures."""
     todo = pending(trials)
-    configs, seeds = len({t.config_name for t in trials}), len({t.seed for t in trials})
-    print(f"sweep {sweep_dir}: {configs} configuration(s) × {seeds} seed(s) = "
+    configs, seeds = len({t.config_name for t in trials}), len({s for t in trials for s in t.seeds})
+    largest = max((len(t.seeds) for t in trials), default=1)
+    grouped = f" in populations of up to {largest}" if largest > 1 else ""
+    print(f"sweep {sweep_dir}: {configs} configuration(s) × {seeds} seed(s){grouped} = "
           f"{len(trials)} trials; {len(trials) - len(todo)} finished, {len(todo)} to run", flush=True)
     if not todo:
         return []

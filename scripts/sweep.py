@@ -3,9 +3,12 @@
     python -m scripts.sweep --env CartPole-v1 --seeds 0-9 \\
         --grid learning_rate=1e-3,3e-4 --grid double_q=true,false --sweep-dir runs/sweeps/lr-double
     python -m scripts.sweep --report runs/sweeps/lr-double
+    python -m scripts.sweep --seeds 0-15 --seeds-per-trial 4      # 4 processes of 4 seeds in lockstep
 
-Each trial is one training run in SWEEP_DIR/<configuration>__seed<N>/; re-running the same
-command skips finished trials and resumes the others from their checkpoints (see qapprox.dqn.sweep).
+Each trial is one training run in SWEEP_DIR/<configuration>__seed<N>/, or with --seeds-per-trial K a
+population of up to K seeds trained in one process in SWEEP_DIR/<configuration>__seeds<first>-<last>/
+(the report is the same: a line per seed); re-running the same command skips finished trials and
+resumes the others from their checkpoints (see qapprox.dqn.sweep).
 
 Without --address the sweep starts its own Ray cluster on this machine: every Ray process listens
 on 127.0.0.1 only, there is no dashboard unless --dashboard, and the cluster ends with this command
@@ -29,6 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="CartPole-v1", help="gymnasium id with a Discrete action space")
     parser.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-9 or 0,3,7-8 (default 0-4)")
+    parser.add_argument("--seeds-per-trial", type=int, default=1, metavar="K",
+                        help="train each configuration's seeds K at a time, in order, as one population "
+                             "trial (one process, --cpus-per-trial as given; default 1)")
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                         help="DQNConfig field and the values to try; repeat for a product grid")
     parser.add_argument("--random", type=int, default=0, metavar="N",
@@ -83,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         print_report(args.report, args.solve_threshold)
         return 0
     spec = sweep.Sweep(args.env, args.seeds, args.grid, args.search, args.random, args.search_seed, args.set,
-                       args.total_timesteps, args.sweep_dir)
+                       args.total_timesteps, args.sweep_dir, args.seeds_per_trial)
     cluster = cluster_options(args)
     if args.bench:
         check_output_path("--bench-out", args.bench_out)

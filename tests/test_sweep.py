@@ -4,6 +4,7 @@ files), and end to end under a local Ray cluster: four runs, a killed trial, a r
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.util
 import json
 import math
@@ -16,9 +17,11 @@ import numpy as np
 import pytest
 
 from qapprox.dqn import analysis, ray_cluster, sweep
-from qapprox.dqn.logging import checkpoint_path, run_dirs
-from qapprox.dqn.trial import KILL_TRIAL_VARIABLE, train_command
-from qapprox.dqn.trial_files import config_name
+from qapprox.dqn.logging import checkpoint_path, parse_run_dir, run_dirs
+from qapprox.dqn.population import MANIFEST
+from qapprox.dqn.trial import (KILL_TRIAL_VARIABLE, Trial, member_outcomes, population_folder, run_trial, spell_seeds,
+                               train_command)
+from qapprox.dqn.trial_files import config_name, write_json
 from qapprox.scripts import sweep as sweep_script
 from qapprox.scripts._cli import run
 from synthetic_runs import write_run
@@ -90,6 +93,50 @@ def test_trial_names_directories_and_command(tmp_path, monkeypatch):
     assert command[1:] == ["-m", "qapprox.dqn.train_cli", "--no-progress", "--env", "CartPole-v1", "--seed", "0",
                            "--logdir", str(trials[0].directory), "--device", "cpu", "--total-timesteps", "300",
                            "--batch-size", "8", "--learning-rate", "0.001", "--resume", str(tmp_path / "c.pt")]
+
+
+def test_population_trials_group_each_configurations_seeds_in_order(tmp_path):
+    configs = [{"learning_rate": "0.001"}, {"learning_rate": "0.0003"}]
+    trials = sweep.make_trials(tmp_path, "CartPole-v1", [0, 1, 2, 3, 4], configs, {}, 300, "cpu", seeds_per_trial=2)
+    assert [(t.config["learning_rate"], t.seeds, t.seed) for t in trials] == [
+        (lr, seeds, seeds[0]) for lr in ("0.001", "0.0003") for seeds in ((0, 1), (2, 3), (4,))]
+    assert [t.name for t in trials[:3]] == ["learning_rate=0.001__seeds0-1", "learning_rate=0.001__seeds2-3",
+                                            "learning_rate=0.001__seed4"]  # a group of one is a single run
+    assert [t.population for t in trials[:3]] == [True, True, False]
+    [odd] = sweep.make_trials(tmp_path, "CartPole-v1", [7, 8, 0, 3], configs[:1], {}, 300, "cpu", seeds_per_trial=4)
+    assert (odd.name, spell_seeds((0, 1, 2, 3)), spell_seeds((5,))) == ("learning_rate=0.001__seeds7-8,0,3", "0-3", "5")
+    assert sweep.parse_seeds(spell_seeds(odd.seeds), sweep.MAX_TRIALS) == [7, 8, 0, 3]
+    assert [t.seeds for t in sweep.make_trials(tmp_path, "CartPole-v1", [0, 1], configs[:1], {}, 300, "cpu")] \
+        == [(0,), (1,)]  # K = 1: today's trials
+
+    fresh, resumed = train_command(trials[0], None), train_command(trials[0], tmp_path / "population")
+    assert fresh[4:8] == ["--env", "CartPole-v1", "--seeds", "0,1"] and "--seed" not in fresh
+    assert fresh[8:10] == ["--logdir", str(trials[0].directory)]
+    assert resumed[4:8] == ["--env", "CartPole-v1", "--device", "cpu"]  # the manifest's seeds and run folders
+    assert resumed[-2:] == ["--resume", str(tmp_path / "population")] and "--seeds" not in resumed
+    for bad in (0, 1.5, 1025):
+        with pytest.raises(ValueError, match=rf"^seeds_per_trial={bad} must be an integer in \[1, 1,024\]$"):
+            sweep.make_trials(tmp_path, "CartPole-v1", [0, 1], configs, {}, 300, "cpu", seeds_per_trial=bad)
+    with pytest.raises(ValueError, match=r"^seeds=\[0, 1\] must start with the trial's seed 1$"):
+        Trial(str(tmp_path), "CartPole-v1", 1, {}, {}, seeds=(0, 1))
+
+
+def test_seeds_per_trial_flag_reaches_the_trials(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sweep.ray_cluster, "check_ray_installed", lambda: None)
+    spec = sweep.Sweep(seeds="0-4", total_timesteps=300, sweep_dir=tmp_path, seeds_per_trial=3)
+    _, trials = sweep.prepare(spec, ray_cluster.ClusterOptions())
+    assert [t.name for t in trials] == ["default__seeds0-2", "default__seeds3-4"]
+    for trial in trials:
+        trial.directory.mkdir()
+        write_json(trial.directory / "done.json", {})
+    assert sweep.run(tmp_path, trials, ray_cluster.ClusterOptions()) == []
+    assert capsys.readouterr().out.splitlines()[-1] == (f"sweep {tmp_path}: 1 configuration(s) × 5 seed(s) in "
+                                                        "populations of up to 3 = 2 trials; 2 finished, 0 to run")
+    monkeypatch.setattr(sys, "argv", ["sweep", "--seeds-per-trial", "0", "--sweep-dir", str(tmp_path / "s")])
+    with pytest.raises(SystemExit) as exit_info:
+        run(sweep_script.main)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: seeds_per_trial=0 must be an integer in [1, 1,024]\n"
 
 
 def test_configurations_are_validated_before_any_trial_starts():
@@ -203,6 +250,46 @@ def test_report_numbers_by_hand(synthetic_sweep):
     assert "| 7.5 [3.0, 12.0] (7.5) | 0.25 [-0.50, 1.00] (0.25) |" in table
     assert "| learning_rate=0.0003 | 4 | 0 | 1 | 2.5 [0.0, 7.5] (0.0) | — | — | — | — |" in table
     assert paths["curves.png"].stat().st_size > 10_000
+
+
+def test_a_population_trial_reports_a_line_per_member(tmp_path, monkeypatch):
+    # One trial directory of seeds 0-2 (finished; seed 1 stopped by the divergence guard) beside a single
+    # trial of seed 3: the report reads as four trials of one seed each.
+    config = {"learning_rate": "0.001"}
+    trial_dir = tmp_path / "learning_rate=0.001__seeds0-2"
+    for seed, value in enumerate([10, 20, 60]):
+        write_run(trial_dir, [(1000.0, None, [(1000, value, 1001)])], monkeypatch, config, seed,
+                  scalars={analysis.DIVERGED_TAG: [(1000, 1.0)]} if seed == 1 else None)
+    write_json(trial_dir / "trial.json", {"name": trial_dir.name, "env": "CartPole-v1", "seed": 0, "seeds": [0, 1, 2],
+                                          "config": config})
+    write_json(trial_dir / "attempts.json", [{}, {}])
+    write_json(trial_dir / "done.json", {"outcome": "finished", "members": [
+        {"seed": 0, "outcome": "finished"}, {"seed": 1, "outcome": "diverged"}, {"seed": 2, "outcome": "finished"}]})
+    write_run(tmp_path / "single", [(1000.0, None, [(1000, 30, 1001)])], monkeypatch, config, 3)
+    runs = analysis.collect(tmp_path)
+    assert [(r["name"], r["seed"], r["outcome"], r["attempts"]) for r in runs] == [
+        (trial_dir.name, 0, "finished", 2), (trial_dir.name, 1, "diverged", 2), (trial_dir.name, 2, "finished", 2),
+        ("learning_rate=0.001__seed3", 3, "finished", 0)]
+    assert [parse_run_dir(r["run"].directory).seed for r in runs] == [0, 1, 2, 3]  # each member its own run
+    paths = analysis.report(tmp_path, threshold=50)
+    rows = read_csv(paths["runs.csv"])
+    assert [(r["seed"], float(r["final_return"]), r["diverged_step"]) for r in rows] == [
+        ("0", 10.0, "nan"), ("1", 20.0, "1000.0"), ("2", 60.0, "nan"), ("3", 30.0, "nan")]
+    [row] = read_csv(paths["report.csv"])
+    assert (row["seeds"], row["solved"], row["diverged"], float(row["final_return_mean"])) == ("4", "1", "1", 30.0)
+
+
+def test_member_outcomes_follow_the_manifest(tmp_path):
+    trial = Trial(str(tmp_path), "CartPole-v1", 0, {}, {}, seeds=(0, 1))
+    assert member_outcomes(trial, "finished") == [{"seed": 0, "outcome": "finished"}, {"seed": 1, "outcome": "finished"}]
+    folder = trial.directory / "CartPole-v1__dqn__population__1000"
+    folder.mkdir(parents=True)
+    write_json(folder / MANIFEST, {"version": 1, "env_id": "CartPole-v1", "global_step": 500, "members": [
+        {"seed": 0, "run_dir": "CartPole-v1__dqn__0__1000", "stopped": None},
+        {"seed": 1, "run_dir": "CartPole-v1__dqn__1__1000", "stopped": "non-finite loss"}]})
+    assert population_folder(trial.directory) == folder
+    assert member_outcomes(trial, "finished") == [{"seed": 0, "outcome": "finished"}, {"seed": 1, "outcome": "diverged"}]
+    assert member_outcomes(trial, "diverged") == [{"seed": 0, "outcome": "diverged"}, {"seed": 1, "outcome": "diverged"}]
 
 
 def test_curve_is_the_mean_over_seeds_with_a_bootstrap_band(tmp_path, monkeypatch):
@@ -344,3 +431,52 @@ def test_analysis_does_not_import_the_ray_code():
     code = "import sys; import qapprox.dqn.analysis; print('qapprox.dqn.ray_cluster' in sys.modules, 'qapprox.dqn.trial' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]
+
+
+# ---------------------------------------------------------------- population trials, without Ray
+
+POPULATION_FIXED = {"hidden": "16 16", "learning_starts": "100", "batch_size": "16", "buffer_size": "500",
+                    "eval_interval": "200", "eval_episodes": "2", "checkpoint_interval": "200", "log_interval": "100"}
+
+
+def test_a_population_trial_is_its_members_single_runs(tmp_path):
+    population = Trial(str(tmp_path / "p"), "CartPole-v1", 0, {}, POPULATION_FIXED, 600, seeds=(0, 1))
+    single = Trial(str(tmp_path / "s"), "CartPole-v1", 1, {}, POPULATION_FIXED, 600)
+    done = run_trial(population)
+    assert (done["name"], done["outcome"], done["attempts"]) == ("default__seeds0-1", "finished", 1)
+    assert done["members"] == [{"seed": 0, "outcome": "finished"}, {"seed": 1, "outcome": "finished"}]
+    assert json.loads((population.directory / "done.json").read_text()) == done
+    assert json.loads((population.directory / "trial.json").read_text())["seeds"] == [0, 1]
+    assert "--seeds 0,1" in (population.directory / "train.log").read_text()
+    run_trial(single)
+    runs = analysis.collect(tmp_path / "p")
+    assert [(r["name"], r["seed"], r["finished"], r["outcome"]) for r in runs] == [
+        ("default__seeds0-1", 0, True, "finished"), ("default__seeds0-1", 1, True, "finished")]
+    for member in runs:
+        assert parse_run_dir(member["run"].directory).seed == member["seed"]
+        assert member["run"].scalar(analysis.RETURN_TAG)[0].tolist() == [200, 400, 600]
+        assert member["run"].scalar(analysis.TRAINING_RETURN_TAG)[0].size > 0
+    [alone] = analysis.collect(tmp_path / "s")
+    for tag in (analysis.RETURN_TAG, analysis.TRAINING_RETURN_TAG):  # member 1 learned as seed 1 alone
+        np.testing.assert_array_equal(np.stack(runs[1]["run"].scalar(tag)), np.stack(alone["run"].scalar(tag)))
+
+
+def test_a_killed_population_trial_resumes_from_its_population_folder(tmp_path):
+    trial = Trial(str(tmp_path), "CartPole-v1", 0, {}, POPULATION_FIXED, 600, kill_after_checkpoint=True, seeds=(0, 1))
+    code = ("import json, sys; from qapprox.dqn.trial import Trial, run_trial; "
+            "run_trial(Trial(**json.loads(sys.argv[1])))")
+    killed = subprocess.run([sys.executable, "-c", code, json.dumps(dataclasses.asdict(trial))],
+                            env=os.environ | {"OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr  # the hook killed the training process, then itself
+    folder = population_folder(trial.directory)
+    assert folder is not None and not (trial.directory / "done.json").exists()
+    done = run_trial(dataclasses.replace(trial, kill_after_checkpoint=False))
+    first, second = json.loads((trial.directory / "attempts.json").read_text())
+    assert first["resume"] is None and second["resume"] == str(folder)
+    assert done["attempts"] == 2 and [m["outcome"] for m in done["members"]] == ["finished", "finished"]
+    assert json.loads((folder / MANIFEST).read_text())["global_step"] == 600
+    members = run_dirs(trial.directory)
+    assert sorted(parse_run_dir(d).seed for d in members) == [0, 1]  # resumed in place: no new run folders
+    for member in analysis.collect(tmp_path):
+        assert member["attempts"] == 2 and len(list(member["run"].directory.glob("events.out.tfevents.*"))) == 2
+        assert member["run"].scalar(analysis.RETURN_TAG)[0].tolist() == [200, 400, 600]  # nothing logged twice
