@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume:
         agent = DQN.load(args.resume, max_bytes=args.max_checkpoint_bytes, **given)
         if given.get("logdir") or "run_name" in given:
-            print(f"note: --logdir and --run-name name new runs; resuming continues in {agent.run_dir}")
+            where = agent.population_dir if len(agent.members) > 1 else agent.run_dir
+            print(f"note: --logdir and --run-name name new runs; resuming continues in {where}")
         print(f"resuming {args.resume} at step {agent.global_step:,} of {agent.config.total_timesteps:,}")
     else:
         agent = DQN(config, seeds=seeds)

@@ -8,7 +8,8 @@
 Suites (each writes benchmarks/dqn_<name>.json as it goes; the Markdown table and PNGs are drawn from
 whichever of those files exist, so suites run separately compose): floor (bare env step, batch-1
 action, one update, per preset used), sb3 (qapprox and SB3 at the zoo preset), default (qapprox's
-default preset), cleanrl (CleanRL's dqn.py at its defaults, and qapprox's cleanrl-cartpole preset).
+default preset), cleanrl (CleanRL's dqn.py at its defaults, and qapprox's cleanrl-cartpole preset),
+population (K = 1, 4, 16, 64 seeds in lockstep against one run and SB3's four seeds; its own JSON).
 The machinery is qapprox.dqn.benchmark (suites.py says how the runs are made).
 
 Each side runs at each of its thread settings on the first seed (--qapprox-threads, default 1;

@@ -78,7 +78,7 @@ def test_bad_suite_exits_2_with_one_line():
     done = subprocess.run([sys.executable, "-m", "scripts.benchmark", "--suites", "floor,nope"], cwd=REPO,
                           capture_output=True, text=True)
     assert done.returncode == 2
-    assert done.stderr.strip() == "error: unknown suite 'nope'; allowed: floor, sb3, default, cleanrl"
+    assert done.stderr.strip() == "error: unknown suite 'nope'; allowed: floor, sb3, default, cleanrl, population"
 
 
 def test_tiny_default_suite_and_floor_end_to_end(tmp_path):
