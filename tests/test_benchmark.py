@@ -183,3 +183,13 @@ def test_the_population_measurement_counts_every_member_and_the_summary_takes_ra
     assert summary["single_run_sps"] == 1250.0 and summary["rows"][1]["ratio_to_one"] == 4.0
     assert summary["sb3_seconds_four_seeds"] == 120.0 and summary["population16_seconds"] == 10.0
     assert summary["rows"][1]["rise_bound_mib"] == 15 + 200 and not summary["rows"][1]["within_bound"]
+
+
+def test_the_products_probe_times_one_updates_network_arithmetic_per_member():
+    from qapprox.dqn.benchmark import population
+
+    row = population.products(members=3, threads=1, repeats=4)
+    assert (row["members"], row["threads"]) == (3, 1)
+    assert row["us_per_member"] == pytest.approx(row["us_per_update"] / 3) and row["us_per_update"] > 0
+    with pytest.raises(SystemExit):  # members is needed unless --products asks for the whole table
+        population.main(["--out", "unused.json"])

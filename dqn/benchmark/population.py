@@ -2,6 +2,7 @@
 
     qapprox benchmark --suites population                      # writes benchmarks/dqn_population.json
     python -m qapprox.dqn.benchmark.population 16 --steps 50000 --threads 1 --out r.json   # one run
+    python -m qapprox.dqn.benchmark.population --products --out p.json    # the products table alone
 
 CartPole-v1 at the default preset, `steps` environment steps per member, no TensorBoard, checkpoints or
 evaluation during training. Each run is a fresh interpreter (clean peaks and threads); the runs alternate
@@ -13,6 +14,9 @@ evaluation during training. Each run is a fresh interpreter (clean peaks and thr
               the wall time of the K = 16 population
   memory      the peak RSS of each population against the bound K × (a single run's replay) + 200 MiB
   profile     cProfile's top functions of the K = 16 population over PROFILE_STEPS steps
+  products    µs per member of one update's network arithmetic alone (ByHand: the three forwards of a
+              Double DQN update and one backward, batch_size rows per member) for each K: how much
+              cheaper batching makes the products themselves
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from qapprox.envs.validation import check_int
 MEMBERS = (1, 4, 16, 64)
 SB3_SEEDS = 4
 PROFILE_STEPS = 10_000
+PRODUCT_ROUNDS = 3
 MEMORY_SLACK = 200 * 2**20  # the issue's bound: K × a single run's replay + 200 MiB
 
 
@@ -72,8 +77,48 @@ def measure(members: int, steps: int, threads: int, profile: bool = False) -> di
     return result
 
 
-def run_population(members: int, steps: int, threads: int, profile: bool = False) -> dict:
-    """measure() in a fresh interpreter; its JSON result."""
+def products(members: int, threads: int = 1, repeats: int | None = None) -> dict:
+    """One update's network arithmetic for K members of the default preset's network, in this process:
+    q̂(S, ·, w), q̂(S′, ·, w) and q̂(S′, ·, w⁻) as three ByHand forwards of batch_size rows, then one backward
+    of ε (module doc); µs per update and per member, the median of five timings of `repeats` updates
+    (by default about 4,000 member-updates each)."""
+    import statistics
+
+    import torch
+
+    from qapprox.approximators.backprop import backprop, flatten_members
+    from qapprox.approximators.networks import mlp_q_network
+    from qapprox.dqn.config import preset
+
+    torch.set_num_threads(threads)
+    config = preset("CartPole-v1")
+    torch.manual_seed(0)
+    models = [mlp_q_network(4, 2, config.hidden) for _ in range(members)]
+    w, _ = flatten_members(models)
+    net = backprop(models, w)
+    x, eps = torch.randn(members, config.batch_size, 4), torch.randn(members, config.batch_size, 2)
+
+    def update() -> None:
+        for _ in range(3):  # the backward reads the last forward's inputs
+            net.forward(x)
+        net.backward(eps)
+
+    repeats = repeats or max(100, 4_000 // members)
+    for _ in range(repeats // 10):
+        update()
+    timings = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            update()
+        timings.append((time.perf_counter() - start) / repeats * 1e6)
+    us = statistics.median(timings)
+    return {"kind": "products", "members": members, "threads": torch.get_num_threads(), "us_per_update": us,
+            "us_per_member": us / members}
+
+
+def run_population(members: int, steps: int, threads: int, profile: bool = False, arithmetic: bool = False) -> dict:
+    """measure() (arithmetic: products()) in a fresh interpreter; its JSON result."""
     import subprocess
     import tempfile
 
@@ -81,7 +126,8 @@ def run_population(members: int, steps: int, threads: int, profile: bool = False
     with tempfile.TemporaryDirectory(prefix="qapprox-bench-") as folder:
         out = Path(folder) / "result.json"
         command = [sys.executable, "-m", "qapprox.dqn.benchmark.population", str(members), "--steps", str(steps),
-                   "--threads", str(threads), "--out", str(out)] + (["--profile"] if profile else [])
+                   "--threads", str(threads), "--out", str(out)] + (["--profile"] if profile else []) + \
+                  (["--products"] if arithmetic else [])
         done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -114,9 +160,30 @@ def run_suite(settings, out_path: Path, common: dict, log: Callable[[str], None]
         out_path.write_text(json.dumps(result, indent=1))
     profiled = run_population(16, min(steps, PROFILE_STEPS), 1, profile=True)
     result["profile_k16"] = {"steps": profiled["steps"], "lines": profiled["profile"]}
+    result["products"] = products_table(log)
     result["summary"] = summarise(result)
     out_path.write_text(json.dumps(result, indent=1))
     return result
+
+
+def products_table(log: Callable[[str], None], rounds: int = PRODUCT_ROUNDS) -> list[dict]:
+    """products() for every K in MEMBERS at one and two threads, each in a fresh interpreter, `rounds` rounds
+    of all of them in turn (a shared machine's speed drifts between processes); per (K, threads) every
+    round's µs per member and their median."""
+    import statistics
+
+    runs: dict[tuple[int, int], list[float]] = {}
+    for _ in range(rounds):
+        for members in MEMBERS:
+            for threads in (1, 2):
+                run = run_population(members, 1, threads, arithmetic=True)
+                runs.setdefault((members, threads), []).append(run["us_per_member"])
+    table = [{"members": k, "threads": n, "us_per_member": statistics.median(us), "rounds": us}
+             for (k, n), us in runs.items()]
+    for row in table:
+        log(f"  products K={row['members']:3d} threads {row['threads']}: {row['us_per_member']:6.1f} µs per member "
+            f"per update (rounds: {', '.join(f'{u:.0f}' for u in row['rounds'])})")
+    return table
 
 
 def summarise(result: dict) -> dict:
@@ -144,21 +211,34 @@ def summarise(result: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The subprocess entry point: one population measurement → the JSON file --out."""
+    """The subprocess entry point: one population measurement → the JSON file --out; --products without
+    members: the whole products table (products_table) → --out."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("members", type=int)
+    parser.add_argument("members", type=int, nargs="?")
     parser.add_argument("--steps", type=int, default=50_000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--products", action="store_true", help="time one update's network arithmetic only")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    if args.members is None:
+        if not args.products:
+            parser.error("members is required (or --products alone for the whole products table)")
+        table = products_table(print)
+        Path(args.out).write_text(json.dumps({"command": " ".join(["python -m qapprox.dqn.benchmark.population",
+                                                                    *sys.argv[1:]]), "products": table}, indent=1))
+        return 0
     check_int("members", args.members, 1)
     check_int("steps", args.steps, 1)
+    if args.products:
+        result = products(args.members, args.threads)
+        Path(args.out).write_text(json.dumps(result))
+        print(f"products K={args.members}: {result['us_per_member']:.1f} µs per member per update")
+        return 0
     result = measure(args.members, args.steps, args.threads, args.profile)
     Path(args.out).write_text(json.dumps(result))
     print(f"population K={args.members}: {result['aggregate_sps']:.0f} aggregate SPS, {result['seconds']:.1f} s")
     return 0
-
 
 
 if __name__ == "__main__":
