@@ -19,9 +19,8 @@ of nn.Linear layers and elementwise activations — the MLP Q-networks — one m
                 ε^(l−1) = ∂L/∂u^(l−1) = (∂L/∂z^(l)) W^(l)
 
 It gives autograd's gradients (tests/test_backprop.py checks both, and the lecture's 2-2-1 example)
-at a fraction of the per-update cost: for a 4-256-256-2 network at batch 64 on one CPU thread an
-update of the DQN took 0.53 ms by hand (flat w) against 0.73 ms through autograd with fused Adam
-over the per-layer tensors (BENCHMARKS.md, section 3, the floor). Any other module (convolutions,
+at a fraction of autograd's per-update cost on small networks (BENCHMARKS.md, section 3, the floor,
+measures both side by side). Any other module (convolutions,
 dueling heads, a linear Q-table) goes through `Autograd`, which has the same two methods.
 
 With the parameters in one flat w, the optimiser step and the gradient-norm clip are one kernel each,
