@@ -27,16 +27,18 @@ from qapprox.dqn.env_factory import make_env, make_vector_env
 from qapprox.dqn.replay import Batch
 
 
-def per_call(fn: Callable[[], Any], iterations: int, repeats: int = 3) -> float:
-    """Seconds per call of fn: the best of `repeats` timings of `iterations` calls (after one warm-up call)."""
+def per_call(fn: Callable[[], Any], iterations: int, repeats: int = 3,
+             statistic: Callable[[list[float]], float] = min) -> float:
+    """Seconds per call of fn: `statistic` (the best, by default) of `repeats` timings of `iterations` calls
+    (after one warm-up call)."""
     fn()
-    best = float("inf")
+    timings = []
     for _ in range(repeats):
         start = time.perf_counter()
         for _ in range(iterations):
             fn()
-        best = min(best, (time.perf_counter() - start) / iterations)
-    return best
+        timings.append((time.perf_counter() - start) / iterations)
+    return statistic(timings)
 
 
 def env_step_seconds(env_id: str, n_envs: int | None, iterations: int) -> float:

@@ -88,6 +88,7 @@ def products(members: int, threads: int = 1, repeats: int | None = None) -> dict
 
     from qapprox.approximators.backprop import backprop, flatten_members
     from qapprox.approximators.networks import mlp_q_network
+    from qapprox.dqn.benchmark.floor import per_call
     from qapprox.dqn.config import preset
 
     torch.set_num_threads(threads)
@@ -106,13 +107,7 @@ def products(members: int, threads: int = 1, repeats: int | None = None) -> dict
     repeats = repeats or max(100, 4_000 // members)
     for _ in range(repeats // 10):
         update()
-    timings = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            update()
-        timings.append((time.perf_counter() - start) / repeats * 1e6)
-    us = statistics.median(timings)
+    us = per_call(update, repeats, repeats=5, statistic=statistics.median) * 1e6
     return {"kind": "products", "members": members, "threads": torch.get_num_threads(), "us_per_update": us,
             "us_per_member": us / members}
 
