@@ -193,3 +193,5 @@ def test_the_products_probe_times_one_updates_network_arithmetic_per_member():
     assert row["us_per_member"] == pytest.approx(row["us_per_update"] / 3) and row["us_per_update"] > 0
     with pytest.raises(SystemExit):  # members is needed unless --products asks for the whole table
         population.main(["--out", "unused.json"])
+    with pytest.raises(ValueError, match=r"^threads=0 must be an integer ≥ 1$"):  # one line, not torch's error
+        population.main(["2", "--products", "--threads", "0", "--out", "unused.json"])

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from qapprox.dqn.command_line import run as run_command
 from qapprox.envs.validation import check_int
 
 MEMBERS = (1, 4, 16, 64)
@@ -225,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     check_int("members", args.members, 1)
     check_int("steps", args.steps, 1)
+    check_int("threads", args.threads, 1)
     if args.products:
         result = products(args.members, args.threads)
         Path(args.out).write_text(json.dumps(result))
@@ -237,4 +239,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main)
